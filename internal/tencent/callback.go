@@ -1,0 +1,221 @@
+package tencent
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"unicode/utf8"
+)
+
+// Callback commands the operator acts on.
+const (
+	CommandCreateRoom         = "Live.CallbackAfterCreateRoom"
+	CommandDestroyRoom        = "Live.CallbackAfterDestroyRoom"
+	CommandUpdateRoomInfo     = "Live.CallbackAfterUpdateRoomInfo"
+	CommandSeatInfoChanged    = "Mic.CallbackAfterSeatInfoChanged"
+	CommandChangeOwner        = "Live.CallbackAfterChangeOwner"
+	CommandModifyAdmin        = "Live.CallbackAfterModifyAdmin"
+	CommandMemberStateChanged = "Live.CallbackAfterMemberStateChanged"
+	// commandMemberStateChangedAlias is the spelling one of Tencent's pages gives.
+	commandMemberStateChangedAlias = "Live.CallbackMemberStateChanged"
+)
+
+// Limits from Tencent's documentation that a room must respect to be stored.
+const (
+	MaxRoomIDBytes     = 48
+	MaxRoomNameBytes   = 100
+	MaxURLBytes        = 200
+	MaxNoticeBytes     = 100
+	MaxCustomInfoBytes = 2048
+	MaxUserIDBytes     = 32
+	MaxCategories      = 3
+)
+
+// CanonicalCommand maps the documented spellings of a command to one.
+func CanonicalCommand(c string) string {
+	if c == commandMemberStateChangedAlias {
+		return CommandMemberStateChanged
+	}
+	return c
+}
+
+// IsRoomCommand reports whether the operator applies the command to a LiveRoom.
+func IsRoomCommand(c string) bool {
+	switch CanonicalCommand(c) {
+	case CommandCreateRoom, CommandDestroyRoom, CommandUpdateRoomInfo, CommandSeatInfoChanged,
+		CommandChangeOwner, CommandModifyAdmin, CommandMemberStateChanged:
+		return true
+	}
+	return false
+}
+
+// Callback is any Live room callback body; each command fills its own fields.
+type Callback struct {
+	Command         string     `json:"CallbackCommand"`
+	OperatorAccount FlexString `json:"Operator_Account,omitempty"`
+	// RoomID is top-level in every room callback but create and update, which carry it
+	// in RoomInfo; use Room().
+	RoomID    FlexString `json:"RoomId,omitempty"`
+	EventTime FlexInt    `json:"EventTime,omitempty"` // milliseconds
+	EventType string     `json:"EventType,omitempty"`
+	// EventCause is Enter, Leave, HeartbeatInterrupt or HeartbeatRecover.
+	EventCause string     `json:"EventCause,omitempty"`
+	RoomInfo   *RoomInfo  `json:"RoomInfo,omitempty"`
+	Statistic  *Statistic `json:"Statistic,omitempty"`
+	MemberList []Member   `json:"MemberList,omitempty"`
+	SeatList   []Seat     `json:"SeatList,omitempty"`
+
+	CurrentOwnerAccount  FlexString   `json:"CurrentOwner_Account,omitempty"`
+	OriginalOwnerAccount FlexString   `json:"OriginalOwner_Account,omitempty"`
+	AdminAccounts        []FlexString `json:"Admin_Account,omitempty"`
+	// AdminOp is "add" or "delete" (Tencent spells the key opType).
+	AdminOp string `json:"opType,omitempty"`
+}
+
+// Room is the RoomId the callback is about.
+func (c *Callback) Room() string {
+	if c.RoomID != "" {
+		return string(c.RoomID)
+	}
+	if c.RoomInfo != nil {
+		return string(c.RoomInfo.RoomID)
+	}
+	return ""
+}
+
+// DecodeError says why a callback body was refused; Reason is a short metric label.
+type DecodeError struct {
+	Reason string
+	Err    error
+}
+
+func (e *DecodeError) Error() string { return e.Err.Error() }
+func (e *DecodeError) Unwrap() error { return e.Err }
+
+// Decode reasons.
+const (
+	ReasonNotJSON         = "not_json"
+	ReasonCommandMismatch = "command_mismatch"
+	ReasonInvalidRoom     = "invalid_room"
+)
+
+func decodeErr(reason, format string, args ...any) error {
+	return &DecodeError{Reason: reason, Err: fmt.Errorf(format, args...)}
+}
+
+// Decode parses a callback body and checks it against the query's CallbackCommand. For
+// room commands it also checks the RoomId and the documented limits, so that everything
+// it accepts can be stored.
+func Decode(body []byte, queryCommand string) (*Callback, error) {
+	var cb Callback
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(&cb); err != nil {
+		return nil, decodeErr(ReasonNotJSON, "body is not a JSON callback: %v", err)
+	}
+	if dec.More() {
+		return nil, decodeErr(ReasonNotJSON, "body has data after the JSON object")
+	}
+	if cb.Command == "" || CanonicalCommand(cb.Command) != CanonicalCommand(queryCommand) {
+		return nil, decodeErr(ReasonCommandMismatch, "CallbackCommand %q in the body does not match %q in the query", cb.Command, queryCommand)
+	}
+	cb.Command = CanonicalCommand(cb.Command)
+	if IsRoomCommand(cb.Command) {
+		if err := cb.validate(); err != nil {
+			return nil, &DecodeError{Reason: ReasonInvalidRoom, Err: err}
+		}
+	}
+	return &cb, nil
+}
+
+// ValidRoomID checks Tencent's RoomId rule: 1 to 48 bytes of printable ASCII.
+func ValidRoomID(id string) error {
+	if id == "" {
+		return errors.New("RoomId is missing")
+	}
+	if len(id) > MaxRoomIDBytes {
+		return fmt.Errorf("RoomId is %d bytes, more than %d", len(id), MaxRoomIDBytes)
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] < 0x20 || id[i] > 0x7e {
+			return fmt.Errorf("RoomId has a byte 0x%02x outside printable ASCII", id[i])
+		}
+	}
+	return nil
+}
+
+func (c *Callback) validate() error {
+	if err := ValidRoomID(c.Room()); err != nil {
+		return err
+	}
+	if c.RoomID != "" && c.RoomInfo != nil && c.RoomInfo.RoomID != "" && c.RoomInfo.RoomID != c.RoomID {
+		return fmt.Errorf("RoomId %q differs from RoomInfo.RoomId %q", c.RoomID, c.RoomInfo.RoomID)
+	}
+	if c.EventTime < 0 {
+		return fmt.Errorf("EventTime %d is negative", c.EventTime)
+	}
+	if ri := c.RoomInfo; ri != nil {
+		if err := ri.Validate(); err != nil {
+			return err
+		}
+	}
+	for _, a := range append([]FlexString{c.CurrentOwnerAccount}, c.AdminAccounts...) {
+		if err := checkLen("account", string(a), MaxUserIDBytes); err != nil {
+			return err
+		}
+	}
+	if c.Command == CommandCreateRoom && c.RoomInfo == nil {
+		return errors.New("RoomInfo is missing")
+	}
+	return nil
+}
+
+// Validate checks the documented limits of a room's settings.
+func (ri *RoomInfo) Validate() error {
+	checks := []struct {
+		name  string
+		value *string
+		max   int
+	}{
+		{"RoomName", ri.RoomName, MaxRoomNameBytes},
+		{"CoverURL", ri.CoverURL, MaxURLBytes},
+		{"BackgroundURL", ri.BackgroundURL, MaxURLBytes},
+		{"Notice", ri.Notice, MaxNoticeBytes},
+		{"CustomInfo", ri.CustomInfo, MaxCustomInfoBytes},
+	}
+	for _, c := range checks {
+		if c.value != nil {
+			if err := checkLen(c.name, *c.value, c.max); err != nil {
+				return err
+			}
+		}
+	}
+	if err := checkLen("Owner_Account", string(ri.OwnerAccount), MaxUserIDBytes); err != nil {
+		return err
+	}
+	if err := checkLen("RoomType", ri.RoomType, 32); err != nil {
+		return err
+	}
+	if len(ri.Category) > MaxCategories {
+		return fmt.Errorf("Category has %d entries, more than %d", len(ri.Category), MaxCategories)
+	}
+	for _, n := range []*FlexInt{ri.MaxMemberCount, ri.MaxSeatCount} {
+		if n != nil && (*n < 0 || *n > 1<<31-1) {
+			return fmt.Errorf("member or seat count %d is out of range", *n)
+		}
+	}
+	if ri.MaxSeatCount != nil && *ri.MaxSeatCount > 1000 {
+		return fmt.Errorf("MaxSeatCount %d is more than 1000", *ri.MaxSeatCount)
+	}
+	return nil
+}
+
+func checkLen(name, v string, max int) error {
+	if len(v) > max {
+		return fmt.Errorf("%s is %d bytes, more than %d", name, len(v), max)
+	}
+	if !utf8.ValidString(v) {
+		return fmt.Errorf("%s is not valid UTF-8", name)
+	}
+	return nil
+}

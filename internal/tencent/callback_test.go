@@ -1,0 +1,146 @@
+package tencent
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+// Payloads as Tencent's documentation prints them.
+const (
+	sampleCreate = `{"CallbackCommand":"Live.CallbackAfterCreateRoom","Operator_Account":"admin","RoomInfo":{"RoomId":"tandy-test-rest","RoomName":"tandy-test-rest","RoomType":"Live","Owner_Account":"user3","MaxMemberCount":300,"IsMessageDisabled":true,"CustomInfo":"custom123","IsSeatEnabled":true,"TakeSeatMode":"ApplyToTake","MaxSeatCount":16,"CreateTime":1703589922,"IsPublicVisible":true,"CoverURL":"cover url","Category":[1,2]}}`
+	sampleDestroy = `{"CallbackCommand":"Live.CallbackAfterDestroyRoom","Operator_Account":"admin","RoomId":"tandy-test-rest","EventType":"DestroyByUser","EventTime":1703589922780,"RoomInfo":{"RoomName":"live name","RoomType":"Live","Owner_Account":144115216631667826,"IsSeatEnabled":true,"TakeSeatMode":"FreeToTake","MaxMemberCount":400,"MaxSeatCount":4,"Category":[1,2,3],"CustomInfo":"","IsMessageDisabled":false,"CoverURL":"cover url","ActivityStatus":0,"IsPublicVisible":false,"ViewCount":0,"BackgroundURL":"background url","IsUnlimitedRoomEnabled":true},"Statistic":{"TotalViewers":7,"TotalGiftsSent":0,"TotalGiftCoins":0,"TotalUniqueGiftSenders":0,"TotalLikesReceived":3}}`
+	sampleSeats   = `{"CallbackCommand":"Mic.CallbackAfterSeatInfoChanged","RoomId":"rid-123","SeatList":[{"Index":1,"Member_Account":144115233775727695,"IsTakenDisabled":false,"IsVideoDisabled":false,"IsAudioDisabled":false},{"Index":2,"IsTakenDisabled":true}],"EventTime":1670574414123}`
+	sampleMembers = `{"CallbackCommand":"Live.CallbackAfterMemberStateChanged","RoomId":"room_id","EventType":"Online","EventCause":"Enter","MemberList":[{"Member_Account":"jared"},{"Member_Account":"tommy"}],"EventTime":1703589922780}`
+	sampleAdmins  = `{"CallbackCommand":"Live.CallbackAfterModifyAdmin","RoomId":"room_id","EventTime":1703589922780,"Operator_Account":"admin","Admin_Account":["user1","user2"],"opType":"add"}`
+	sampleOwner   = `{"CallbackCommand":"Live.CallbackAfterChangeOwner","RoomId":"room_id","EventTime":1703589922780,"Operator_Account":"admin","CurrentOwner_Account":"user2","OriginalOwner_Account":"user1"}`
+)
+
+func TestDecodeDocumentedSamples(t *testing.T) {
+	cb, err := Decode([]byte(sampleCreate), CommandCreateRoom)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ri := cb.RoomInfo
+	if cb.Room() != "tandy-test-rest" || ri.OwnerAccount != "user3" || *ri.MaxMemberCount != 300 ||
+		ri.TakeSeatMode != SeatModeApplyToTake || *ri.MaxSeatCount != 16 || ri.CreateTime != 1703589922 ||
+		len(ri.Category) != 2 || ri.Category[1] != 2 || !bool(*ri.IsMessageDisabled) || cb.EventTime != 0 {
+		t.Errorf("create decoded wrong: %+v %+v", cb, ri)
+	}
+
+	cb, err = Decode([]byte(sampleDestroy), CommandDestroyRoom)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cb.Room() != "tandy-test-rest" || cb.RoomInfo.OwnerAccount != "144115216631667826" ||
+		cb.EventType != "DestroyByUser" || cb.Statistic.TotalViewers != 7 || cb.EventTime != 1703589922780 {
+		t.Errorf("destroy decoded wrong: %+v", cb)
+	}
+
+	cb, err = Decode([]byte(sampleSeats), CommandSeatInfoChanged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cb.SeatList) != 2 || cb.SeatList[0].Account != "144115233775727695" || cb.SeatList[1].Account != "" || !bool(cb.SeatList[1].IsTakenDisabled) {
+		t.Errorf("seats decoded wrong: %+v", cb.SeatList)
+	}
+
+	// The query may carry either spelling of the member-state command.
+	for _, q := range []string{CommandMemberStateChanged, "Live.CallbackMemberStateChanged"} {
+		cb, err = Decode([]byte(sampleMembers), q)
+		if err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		if cb.Command != CommandMemberStateChanged || len(cb.MemberList) != 2 || cb.EventType != "Online" {
+			t.Errorf("members decoded wrong: %+v", cb)
+		}
+	}
+
+	cb, err = Decode([]byte(sampleAdmins), CommandModifyAdmin)
+	if err != nil || cb.AdminOp != "add" || len(cb.AdminAccounts) != 2 {
+		t.Errorf("admins decoded wrong: %+v %v", cb, err)
+	}
+	cb, err = Decode([]byte(sampleOwner), CommandChangeOwner)
+	if err != nil || cb.CurrentOwnerAccount != "user2" {
+		t.Errorf("owner decoded wrong: %+v %v", cb, err)
+	}
+}
+
+func TestDecodeLenientTypes(t *testing.T) {
+	body := `{"CallbackCommand":"Live.CallbackAfterCreateRoom","RoomInfo":{"RoomId":"r1","Owner_Account":12345678901234567890,"TakeSeatMode":2,"IsMessageDisabled":"true","MaxSeatCount":"8","Category":["1",2]}}`
+	cb, err := Decode([]byte(body), CommandCreateRoom)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ri := cb.RoomInfo
+	if ri.OwnerAccount != "12345678901234567890" || ri.TakeSeatMode != SeatModeApplyToTake || !bool(*ri.IsMessageDisabled) || *ri.MaxSeatCount != 8 || ri.Category[0] != 1 {
+		t.Errorf("lenient decode wrong: %+v", ri)
+	}
+	cb, err = Decode([]byte(`{"CallbackCommand":"Live.CallbackAfterUpdateRoomInfo","RoomInfo":{"RoomId":"r1","TakeSeatMode":1}}`), CommandUpdateRoomInfo)
+	if err != nil || cb.RoomInfo.TakeSeatMode != SeatModeFreeToTake || cb.RoomInfo.RoomName != nil {
+		t.Errorf("update decode: %+v %v", cb, err)
+	}
+}
+
+func TestDecodeRejects(t *testing.T) {
+	cases := []struct {
+		name, body, query, reason string
+	}{
+		{"not json", `RoomId=1`, CommandCreateRoom, ReasonNotJSON},
+		{"trailing data", `{"CallbackCommand":"Live.CallbackAfterCreateRoom"} {}`, CommandCreateRoom, ReasonNotJSON},
+		{"array", `[1]`, CommandCreateRoom, ReasonNotJSON},
+		{"mismatch", sampleCreate, CommandDestroyRoom, ReasonCommandMismatch},
+		{"no command", `{"RoomId":"x"}`, CommandDestroyRoom, ReasonCommandMismatch},
+		{"no room", `{"CallbackCommand":"Live.CallbackAfterDestroyRoom"}`, CommandDestroyRoom, ReasonInvalidRoom},
+		{"long room", `{"CallbackCommand":"Live.CallbackAfterDestroyRoom","RoomId":"` + strings.Repeat("a", 49) + `"}`, CommandDestroyRoom, ReasonInvalidRoom},
+		{"control char", `{"CallbackCommand":"Live.CallbackAfterDestroyRoom","RoomId":"a\u0001"}`, CommandDestroyRoom, ReasonInvalidRoom},
+		{"four categories", `{"CallbackCommand":"Live.CallbackAfterCreateRoom","RoomInfo":{"RoomId":"a","Category":[1,2,3,4]}}`, CommandCreateRoom, ReasonInvalidRoom},
+		{"long cover", `{"CallbackCommand":"Live.CallbackAfterCreateRoom","RoomInfo":{"RoomId":"a","CoverURL":"` + strings.Repeat("u", 201) + `"}}`, CommandCreateRoom, ReasonInvalidRoom},
+		{"create without info", `{"CallbackCommand":"Live.CallbackAfterCreateRoom","RoomId":"a"}`, CommandCreateRoom, ReasonInvalidRoom},
+		{"bad seat mode", `{"CallbackCommand":"Live.CallbackAfterCreateRoom","RoomInfo":{"RoomId":"a","TakeSeatMode":"Sometimes"}}`, CommandCreateRoom, ReasonNotJSON},
+	}
+	for _, c := range cases {
+		_, err := Decode([]byte(c.body), c.query)
+		var de *DecodeError
+		if !errors.As(err, &de) || de.Reason != c.reason {
+			t.Errorf("%s: got %v, want reason %s", c.name, err, c.reason)
+		}
+	}
+}
+
+func TestDecodeUnknownCommandNeedsNoRoom(t *testing.T) {
+	cb, err := Decode([]byte(`{"CallbackCommand":"Live.CallbackAfterCreateBattle","BattleId":"b"}`), "Live.CallbackAfterCreateBattle")
+	if err != nil || IsRoomCommand(cb.Command) {
+		t.Errorf("unknown command: %v %v", cb, err)
+	}
+}
+
+// FuzzDecode checks that Decode never panics and that whatever it accepts for a room
+// command respects the limits the CRD enforces. `make test` runs the seed corpus.
+func FuzzDecode(f *testing.F) {
+	for _, s := range []string{sampleCreate, sampleDestroy, sampleSeats, sampleMembers, sampleAdmins, sampleOwner, `{}`, `null`, `{"CallbackCommand":1}`} {
+		f.Add([]byte(s), CommandCreateRoom)
+		f.Add([]byte(s), CommandDestroyRoom)
+	}
+	f.Fuzz(func(t *testing.T, body []byte, query string) {
+		cb, err := Decode(body, query)
+		if err != nil {
+			var de *DecodeError
+			if !errors.As(err, &de) || de.Reason == "" {
+				t.Fatalf("error without a reason: %v", err)
+			}
+			return
+		}
+		if CanonicalCommand(query) != cb.Command {
+			t.Fatalf("accepted %q for query %q", cb.Command, query)
+		}
+		if IsRoomCommand(cb.Command) {
+			if ValidRoomID(cb.Room()) != nil {
+				t.Fatalf("accepted invalid RoomId %q", cb.Room())
+			}
+			if cb.RoomInfo != nil && len(cb.RoomInfo.Category) > MaxCategories {
+				t.Fatalf("accepted %d categories", len(cb.RoomInfo.Category))
+			}
+		}
+	})
+}
