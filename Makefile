@@ -33,7 +33,12 @@ help: ## Show this help.
 
 .PHONY: manifests
 manifests: controller-gen ## Generate CRDs and RBAC from the kubebuilder markers.
-	$(CONTROLLER_GEN) rbac:roleName=manager-role crd paths="./api/..." paths="./controllers/..." paths="./webhookserver/..." paths="./internal/..." output:crd:artifacts:config=config/crd/bases
+	$(CONTROLLER_GEN) rbac:roleName=manager-role paths="./..." output:rbac:artifacts:config=config/rbac
+	$(CONTROLLER_GEN) crd paths="./api/..." output:crd:artifacts:config=config/crd/bases
+	@# RecordingPolicy embeds a whole Job template: without descriptions its CRD stays far
+	@# below the 256 KiB that client-side `kubectl apply` can annotate.
+	$(CONTROLLER_GEN) crd:maxDescLen=0 paths="./api/..." output:crd:artifacts:config=$(LOCALBIN)/crd-nodesc
+	cp $(LOCALBIN)/crd-nodesc/live.liveroom.io_recordingpolicies.yaml config/crd/bases/
 
 .PHONY: generate
 generate: controller-gen ## Generate DeepCopy methods.

@@ -185,6 +185,7 @@ type LiveRoomSpec struct {
 	// categories are up to 3 app-defined category numbers; each becomes a label
 	// category.live.liveroom.io/<n> for RecordingPolicy selectors.
 	// +kubebuilder:validation:MaxItems=3
+	// +kubebuilder:validation:items:Minimum=0
 	// +listType=atomic
 	// +optional
 	Categories []int64 `json:"categories,omitempty"`

@@ -199,6 +199,11 @@ func (ri *RoomInfo) Validate() error {
 	if len(ri.Category) > MaxCategories {
 		return fmt.Errorf("Category has %d entries, more than %d", len(ri.Category), MaxCategories)
 	}
+	for _, c := range ri.Category {
+		if c < 0 {
+			return fmt.Errorf("Category %d is negative", c)
+		}
+	}
 	for _, n := range []*FlexInt{ri.MaxMemberCount, ri.MaxSeatCount} {
 		if n != nil && (*n < 0 || *n > 1<<31-1) {
 			return fmt.Errorf("member or seat count %d is out of range", *n)

@@ -1,0 +1,323 @@
+// Package roomstore persists room events as LiveRooms: it finds a room by RoomId, applies
+// a roomstate.Mutation and writes the result with server-side apply under its own field
+// manager, with the resourceVersion it read as a precondition so concurrent writers
+// (other replicas, the resync) never lose each other's events.
+package roomstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/tools/events"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	livev1 "github.com/liveroom-io/liveroom-operator/api/v1alpha1"
+	"github.com/liveroom-io/liveroom-operator/internal/naming"
+	"github.com/liveroom-io/liveroom-operator/internal/roomstate"
+)
+
+// RoomIDField indexes LiveRooms by spec.roomId in the cache; the CRD also declares it a
+// selectable field, so the same selector works against the API server.
+const RoomIDField = "spec.roomId"
+
+// maxAttempts bounds the read-modify-write loop when other writers keep winning.
+const maxAttempts = 8
+
+// IndexRoomID registers the spec.roomId cache index the store looks rooms up by.
+func IndexRoomID(ctx context.Context, indexer client.FieldIndexer) error {
+	return indexer.IndexField(ctx, &livev1.LiveRoom{}, RoomIDField, func(o client.Object) []string {
+		return []string{o.(*livev1.LiveRoom).Spec.RoomID}
+	})
+}
+
+// Store writes room events to LiveRooms in one namespace.
+type Store struct {
+	// Client reads from the informer cache and writes to the API server.
+	Client client.Client
+	// APIReader reads from the API server, after a write found the cache stale.
+	APIReader client.Reader
+	Namespace string
+	SDKAppID  int64
+	// FieldOwner is the server-side apply field manager of every write.
+	FieldOwner string
+	// Recorder, if set, gets an Event when a room is created, ended or revived.
+	Recorder events.EventRecorder
+
+	locks keyedMutex
+}
+
+// Result is what a mutation did and the room as stored afterwards.
+type Result struct {
+	Outcome roomstate.Outcome
+	Room    *livev1.LiveRoom
+}
+
+// Mutate applies m to the room with the given RoomId, creating the room (with the given
+// origin annotation) when no LiveRoom has that RoomId, and returns once the API server
+// has stored the result. Writes of one room are serialised in this process; writers in
+// other processes are detected by the resourceVersion precondition and the mutation is
+// applied again to what they stored.
+func (s *Store) Mutate(ctx context.Context, roomID, origin string, m roomstate.Mutation) (Result, error) {
+	defer s.locks.lock(roomID)()
+
+	cur, err := s.find(ctx, s.Client, roomID)
+	if err != nil {
+		return Result{}, err
+	}
+	taken := map[string]bool{}
+	for attempt := 1; ; attempt++ {
+		room := cur
+		if room == nil {
+			if room, err = s.newRoom(ctx, roomID, origin, taken); err != nil {
+				return Result{}, err
+			}
+		} else {
+			room = cur.DeepCopy()
+		}
+		outcome := m(room)
+		if outcome == roomstate.Unchanged {
+			return Result{Outcome: outcome, Room: room}, nil
+		}
+		stored, err := s.write(ctx, cur, room)
+		if err == nil {
+			s.record(stored, outcome)
+			return Result{Outcome: outcome, Room: stored}, nil
+		}
+		var clash *nameClashError
+		switch {
+		case errors.As(err, &clash):
+			taken[clash.name] = true
+		case !apierrors.IsConflict(err) && !errors.Is(err, errRaced):
+			return Result{}, err
+		}
+		if attempt == maxAttempts {
+			return Result{}, fmt.Errorf("room %q kept changing under %d attempts: %w", roomID, attempt, err)
+		}
+		if cur, err = s.find(ctx, s.APIReader, roomID); err != nil {
+			return Result{}, err
+		}
+	}
+}
+
+// find returns the LiveRoom whose spec.roomId is roomID, or nil.
+func (s *Store) find(ctx context.Context, r client.Reader, roomID string) (*livev1.LiveRoom, error) {
+	var list livev1.LiveRoomList
+	if err := r.List(ctx, &list, client.InNamespace(s.Namespace), client.MatchingFields{RoomIDField: roomID}); err != nil {
+		return nil, fmt.Errorf("listing LiveRooms with roomId %q: %w", roomID, err)
+	}
+	if len(list.Items) == 0 {
+		return nil, nil
+	}
+	// RoomIds are unique per namespace by construction; should a person have declared a
+	// second object for one, the oldest wins, deterministically.
+	oldest := &list.Items[0]
+	for i := range list.Items[1:] {
+		if list.Items[i+1].CreationTimestamp.Before(&oldest.CreationTimestamp) {
+			oldest = &list.Items[i+1]
+		}
+	}
+	return oldest, nil
+}
+
+// newRoom returns an unsaved room for roomID under the first name that no other RoomId
+// holds, as far as the cache and earlier attempts tell.
+func (s *Store) newRoom(ctx context.Context, roomID, origin string, taken map[string]bool) (*livev1.LiveRoom, error) {
+	for _, name := range naming.RoomObjectNames(roomID) {
+		if taken[name] {
+			continue
+		}
+		var other livev1.LiveRoom
+		err := s.Client.Get(ctx, client.ObjectKey{Namespace: s.Namespace, Name: name}, &other)
+		if err == nil && other.Spec.RoomID != roomID {
+			taken[name] = true
+			continue
+		}
+		if err != nil && !apierrors.IsNotFound(err) {
+			return nil, err
+		}
+		return &livev1.LiveRoom{
+			TypeMeta: metav1.TypeMeta{APIVersion: livev1.GroupVersion.String(), Kind: "LiveRoom"},
+			ObjectMeta: metav1.ObjectMeta{
+				Name: name, Namespace: s.Namespace,
+				Annotations: map[string]string{livev1.OriginAnnotation: origin},
+			},
+			Spec: livev1.LiveRoomSpec{RoomID: roomID, SDKAppID: s.SDKAppID},
+		}, nil
+	}
+	return nil, fmt.Errorf("every name for RoomId %q is held by another RoomId", roomID)
+}
+
+// nameClashError says an object of another RoomId holds the name a new room was given.
+type nameClashError struct{ name string }
+
+func (e *nameClashError) Error() string {
+	return fmt.Sprintf("LiveRoom %s belongs to another RoomId", e.name)
+}
+
+// errRaced says a room appeared between the lookup and the write; the mutation must be
+// applied again to what is stored.
+var errRaced = errors.New("room was created concurrently")
+
+// write stores the callback-owned parts of room that differ from cur (nil: a new room).
+func (s *Store) write(ctx context.Context, cur, room *livev1.LiveRoom) (*livev1.LiveRoom, error) {
+	stored := cur
+	if cur == nil || (!room.Declared() && !reflect.DeepEqual(mainApply(cur), mainApply(room))) {
+		u := mainApply(room)
+		if cur != nil {
+			u.SetResourceVersion(cur.ResourceVersion)
+		}
+		out, err := s.apply(ctx, u, false)
+		if err != nil {
+			if cur == nil && apierrors.IsInvalid(err) && strings.Contains(err.Error(), "roomId is immutable") {
+				return nil, &nameClashError{name: room.Name}
+			}
+			return nil, err
+		}
+		if cur == nil && !s.onlyOwner(out) {
+			// Another writer created the room first: start over from its state.
+			return nil, errRaced
+		}
+		stored = out
+	}
+	if !reflect.DeepEqual(statusApply(cur), statusApply(room)) {
+		u := statusApply(room)
+		u.SetResourceVersion(stored.ResourceVersion)
+		out, err := s.apply(ctx, u, true)
+		if err != nil {
+			return nil, err
+		}
+		stored = out
+	}
+	return stored, nil
+}
+
+// onlyOwner reports whether every field of room was written by this store, that is
+// whether the apply that returned it created it.
+func (s *Store) onlyOwner(room *livev1.LiveRoom) bool {
+	for _, mf := range room.ManagedFields {
+		if mf.Manager != s.FieldOwner {
+			return false
+		}
+	}
+	return true
+}
+
+// apply sends a server-side apply. Fields another manager owns with a different value
+// stay theirs: the conflicting fields are dropped from the request and it is sent again.
+func (s *Store) apply(ctx context.Context, u *unstructured.Unstructured, status bool) (*livev1.LiveRoom, error) {
+	for range 3 {
+		var err error
+		ac := client.ApplyConfigurationFromUnstructured(u)
+		if status {
+			err = s.Client.Status().Apply(ctx, ac, client.FieldOwner(s.FieldOwner))
+		} else {
+			err = s.Client.Apply(ctx, ac, client.FieldOwner(s.FieldOwner))
+		}
+		if err == nil {
+			var out livev1.LiveRoom
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &out); err != nil {
+				return nil, err
+			}
+			return &out, nil
+		}
+		fields := conflictingFields(err)
+		if len(fields) == 0 {
+			return nil, err
+		}
+		logf.FromContext(ctx).V(1).Info("Left fields owned by another manager", "fields", fields, "liveRoom", client.ObjectKeyFromObject(u))
+		for _, f := range fields {
+			unstructured.RemoveNestedField(u.Object, strings.Split(strings.TrimPrefix(f, "."), ".")...)
+		}
+	}
+	return nil, fmt.Errorf("LiveRoom %s: fields owned by other managers kept conflicting", u.GetName())
+}
+
+// conflictingFields lists the field paths of a server-side apply conflict with another
+// manager; a resourceVersion conflict has none.
+func conflictingFields(err error) []string {
+	var status apierrors.APIStatus
+	if !errors.As(err, &status) || status.Status().Reason != metav1.StatusReasonConflict || status.Status().Details == nil {
+		return nil
+	}
+	var fields []string
+	for _, c := range status.Status().Details.Causes {
+		if c.Type == metav1.CauseTypeFieldManagerConflict && c.Field != "" && !strings.Contains(c.Field, "[") {
+			fields = append(fields, c.Field)
+		}
+	}
+	return fields
+}
+
+func identity(room *livev1.LiveRoom) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{}
+	u.SetAPIVersion(livev1.GroupVersion.String())
+	u.SetKind("LiveRoom")
+	u.SetNamespace(room.Namespace)
+	u.SetName(room.Name)
+	return u
+}
+
+// mainApply is what the store owns of a room's object: the origin annotation, the
+// selection labels and the spec fields Tencent reports. deletionPolicy and recording
+// belong to people.
+func mainApply(room *livev1.LiveRoom) *unstructured.Unstructured {
+	u := identity(room)
+	u.SetAnnotations(map[string]string{livev1.OriginAnnotation: room.Origin()})
+	u.SetLabels(roomstate.Labels(&room.Spec))
+	spec := room.Spec.DeepCopy()
+	spec.DeletionPolicy, spec.Recording = "", livev1.RecordingSpec{}
+	u.Object["spec"] = mustUnstructured(spec)
+	return u
+}
+
+// statusApply is what the store owns of a room's status: all but what the controllers
+// write (recordings, conditions, observedGeneration).
+func statusApply(room *livev1.LiveRoom) *unstructured.Unstructured {
+	if room == nil {
+		return nil
+	}
+	u := identity(room)
+	st := room.Status.DeepCopy()
+	st.Recordings, st.Conditions, st.ObservedGeneration = nil, nil, 0
+	u.Object["status"] = mustUnstructured(st)
+	return u
+}
+
+func mustUnstructured(v any) map[string]any {
+	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(v)
+	if err != nil {
+		panic(fmt.Sprintf("converting %T: %v", v, err))
+	}
+	return m
+}
+
+// record emits the Event that tells people a callback or the resync changed a room's life.
+func (s *Store) record(room *livev1.LiveRoom, outcome roomstate.Outcome) {
+	if s.Recorder == nil {
+		return
+	}
+	switch outcome {
+	case roomstate.Created, roomstate.Revived:
+		s.Recorder.Eventf(room, nil, corev1.EventTypeNormal, "RoomCreated", "Create",
+			"Room %s is live (from %s)", room.Spec.RoomID, originOrDeclared(room))
+	case roomstate.Ended:
+		s.Recorder.Eventf(room, nil, corev1.EventTypeNormal, "RoomEnded", "End",
+			"Room %s ended: %s", room.Spec.RoomID, room.Status.EndReason)
+	}
+}
+
+func originOrDeclared(room *livev1.LiveRoom) string {
+	if o := room.Origin(); o != "" {
+		return o
+	}
+	return "declared room"
+}

@@ -1,0 +1,200 @@
+// Command manager runs the liveroom-operator: the Tencent Cloud Live callback server in
+// every replica and, in the elected leader, the LiveRoom and RecordingPolicy reconcilers.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client/config"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	livev1 "github.com/liveroom-io/liveroom-operator/api/v1alpha1"
+	"github.com/liveroom-io/liveroom-operator/internal/roomstore"
+	"github.com/liveroom-io/liveroom-operator/webhookserver"
+)
+
+// options are the manager's flags.
+type options struct {
+	sdkAppID            int64
+	roomNamespace       string
+	callbackBindAddress string
+	callbackTokenFile   string
+	callbackMaxSkew     time.Duration
+	callbackTimeout     time.Duration
+	endedRoomTTL        time.Duration
+	metricsBindAddress  string
+	probeBindAddress    string
+	leaderElect         bool
+	leaderElectionNS    string
+	kubeconfig          string
+	kubeAPIQPS          float64
+	kubeAPIBurst        int
+	zap                 zap.Options
+}
+
+func parseFlags(args []string) (*options, error) {
+	o := &options{zap: zap.Options{Development: false}}
+	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
+	fs.Int64Var(&o.sdkAppID, "sdk-app-id", 0, "The Tencent SDKAppID whose callbacks are accepted (required).")
+	fs.StringVar(&o.roomNamespace, "room-namespace", "", "Namespace of the LiveRooms that callbacks create (default: the pod's namespace, else \"default\").")
+	fs.StringVar(&o.callbackBindAddress, "callback-bind-address", ":8082", "Address of the callback server (POST /callback).")
+	fs.StringVar(&o.callbackTokenFile, "callback-token-file", "", "File of callback tokens, one per line; re-read when it changes. LIVEROOM_CALLBACK_TOKENS adds tokens. None: unsigned callbacks are accepted.")
+	fs.DurationVar(&o.callbackMaxSkew, "callback-max-skew", time.Minute, "Accepted distance between a callback's RequestTime and now.")
+	fs.DurationVar(&o.callbackTimeout, "callback-timeout", 1500*time.Millisecond, "Time to store a callback before answering 503 (Tencent waits 2s).")
+	fs.DurationVar(&o.endedRoomTTL, "ended-room-ttl", 24*time.Hour, "How long an ended room discovered by callback or resync is kept before it is deleted.")
+	fs.StringVar(&o.metricsBindAddress, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; \"0\" disables it.")
+	fs.StringVar(&o.probeBindAddress, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz probes.")
+	fs.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader among replicas for the reconcilers; the callback server runs in all.")
+	fs.StringVar(&o.leaderElectionNS, "leader-election-namespace", "", "Namespace of the leader election Lease (default: the pod's namespace).")
+	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "Path to a kubeconfig; in-cluster configuration or $KUBECONFIG otherwise.")
+	fs.Float64Var(&o.kubeAPIQPS, "kube-api-qps", 100, "Queries per second to the Kubernetes API server.")
+	fs.IntVar(&o.kubeAPIBurst, "kube-api-burst", 200, "Burst of queries to the Kubernetes API server.")
+	o.zap.BindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if o.sdkAppID <= 0 {
+		return nil, errors.New("--sdk-app-id is required")
+	}
+	if o.roomNamespace == "" {
+		o.roomNamespace = podNamespace()
+	}
+	return o, nil
+}
+
+// podNamespace is the namespace the manager runs in, or "default" outside a cluster.
+func podNamespace() string {
+	if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
+		return ns
+	}
+	if b, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace"); err == nil {
+		if ns := strings.TrimSpace(string(b)); ns != "" {
+			return ns
+		}
+	}
+	return "default"
+}
+
+func restConfig(o *options) (*rest.Config, error) {
+	var cfg *rest.Config
+	var err error
+	if o.kubeconfig != "" {
+		cfg, err = clientcmd.BuildConfigFromFlags("", o.kubeconfig)
+	} else {
+		cfg, err = config.GetConfig()
+	}
+	if err != nil {
+		return nil, err
+	}
+	cfg.QPS, cfg.Burst = float32(o.kubeAPIQPS), o.kubeAPIBurst
+	return cfg, nil
+}
+
+func newScheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(livev1.AddToScheme(s))
+	return s
+}
+
+// run starts the manager and blocks until ctx ends or the manager fails.
+func run(ctx context.Context, args []string) error {
+	o, err := parseFlags(args)
+	if err != nil {
+		return err
+	}
+	log := zap.New(zap.UseFlagOptions(&o.zap))
+	ctrl.SetLogger(log)
+	setupLog := log.WithName("setup")
+
+	cfg, err := restConfig(o)
+	if err != nil {
+		return fmt.Errorf("loading kubeconfig: %w", err)
+	}
+	mgr, err := ctrl.NewManager(cfg, manager.Options{
+		Scheme:                  newScheme(),
+		Metrics:                 metricsserver.Options{BindAddress: o.metricsBindAddress},
+		HealthProbeBindAddress:  o.probeBindAddress,
+		LeaderElection:          o.leaderElect,
+		LeaderElectionID:        "liveroom-operator.live.liveroom.io",
+		LeaderElectionNamespace: o.leaderElectionNS,
+		// The leader steps down at once on shutdown, so a rolling update hands over fast.
+		LeaderElectionReleaseOnCancel: true,
+		Cache: cache.Options{
+			// Managed fields are half of a LiveRoom's size and nothing here reads them.
+			DefaultTransform: cache.TransformStripManagedFields(),
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("creating manager: %w", err)
+	}
+	if err := roomstore.IndexRoomID(ctx, mgr.GetFieldIndexer()); err != nil {
+		return fmt.Errorf("indexing LiveRooms: %w", err)
+	}
+
+	tokens, err := webhookserver.NewTokens(o.callbackTokenFile, os.Getenv("LIVEROOM_CALLBACK_TOKENS"))
+	if err != nil {
+		return err
+	}
+	if !tokens.Enabled() {
+		setupLog.Info("WARNING: no callback tokens configured; unsigned callbacks are accepted. Set --callback-token-file or LIVEROOM_CALLBACK_TOKENS and enable the token in Tencent (set_callback_token)")
+	}
+	srv := webhookserver.New(webhookserver.Options{
+		BindAddress: o.callbackBindAddress,
+		SDKAppID:    o.sdkAppID,
+		Namespace:   o.roomNamespace,
+		Tokens:      tokens,
+		MaxSkew:     o.callbackMaxSkew,
+		Timeout:     o.callbackTimeout,
+	}, mgr.GetClient(), mgr.GetAPIReader(), mgr.GetEventRecorder(webhookserver.FieldOwner),
+		webhookserver.NewMetrics(metrics.Registry), log.WithName("callback"))
+	if err := mgr.Add(srv); err != nil {
+		return err
+	}
+
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("callback-server", srv.Ready); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("informers", func(r *http.Request) error {
+		if !mgr.GetCache().WaitForCacheSync(r.Context()) {
+			return errors.New("informer caches are not synced")
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+
+	setupLog.Info("Starting manager", "sdkAppId", o.sdkAppID, "roomNamespace", o.roomNamespace, "leaderElection", o.leaderElect)
+	return mgr.Start(ctx)
+}
+
+func main() {
+	if err := run(ctrl.SetupSignalHandler(), os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "manager:", err)
+		os.Exit(1)
+	}
+}

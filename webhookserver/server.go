@@ -1,0 +1,161 @@
+// Package webhookserver is the Tencent Cloud Live callback server: it authenticates each
+// callback, decodes it, stores its effect in a LiveRoom and only then answers Tencent.
+package webhookserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/client-go/tools/events"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/liveroom-io/liveroom-operator/internal/roomstore"
+)
+
+// FieldOwner is the server-side apply field manager of every callback write.
+const FieldOwner = "liveroom-callback"
+
+// MaxBodyBytes caps a callback body; Tencent's are well under 8 KiB.
+const MaxBodyBytes = 64 << 10
+
+// Options configure the callback server.
+type Options struct {
+	BindAddress string
+	SDKAppID    int64
+	Namespace   string
+	Tokens      *Tokens
+	// MaxSkew is the accepted distance between RequestTime and now.
+	MaxSkew time.Duration
+	// Timeout bounds the time to store one callback; Tencent waits 2 s.
+	Timeout time.Duration
+	// MemberInterval is the least time between two member-count writes of one room.
+	MemberInterval time.Duration
+	// ShutdownTimeout bounds how long in-flight callbacks may finish on shutdown.
+	ShutdownTimeout time.Duration
+}
+
+// Server is the callback server, a manager runnable that runs in every replica.
+type Server struct {
+	opts    Options
+	log     logr.Logger
+	store   roomWriter
+	members *memberBatcher
+	replay  *replayCache
+	metrics *Metrics
+	now     func() time.Time
+	handler http.Handler
+
+	listening atomic.Bool
+	addr      atomic.Value // net.Addr once listening
+}
+
+// New builds a server that writes LiveRooms through c (cached reads) and apiReader.
+func New(opts Options, c client.Client, apiReader client.Reader, recorder events.EventRecorder, metrics *Metrics, log logr.Logger) *Server {
+	store := &roomstore.Store{
+		Client: c, APIReader: apiReader, Namespace: opts.Namespace, SDKAppID: opts.SDKAppID,
+		FieldOwner: FieldOwner, Recorder: recorder,
+	}
+	return newServer(opts, store, metrics, log)
+}
+
+func newServer(opts Options, store roomWriter, metrics *Metrics, log logr.Logger) *Server {
+	if opts.Timeout == 0 {
+		opts.Timeout = 1500 * time.Millisecond
+	}
+	if opts.MaxSkew == 0 {
+		opts.MaxSkew = time.Minute
+	}
+	if opts.MemberInterval == 0 {
+		opts.MemberInterval = time.Second
+	}
+	if opts.ShutdownTimeout == 0 {
+		opts.ShutdownTimeout = 15 * time.Second
+	}
+	if metrics == nil {
+		metrics = NewMetrics(nil)
+	}
+	s := &Server{
+		opts:    opts,
+		log:     log,
+		store:   store,
+		members: newMemberBatcher(store, opts.MemberInterval, opts.Timeout),
+		replay:  newReplayCache(2*opts.MaxSkew, 200000),
+		metrics: metrics,
+		now:     time.Now,
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/callback", s.serveCallback)
+	s.handler = mux
+	return s
+}
+
+// Handler is the server's HTTP handler, for tests that bring their own listener.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// NeedLeaderElection is false: every replica serves callbacks.
+func (s *Server) NeedLeaderElection() bool { return false }
+
+// Addr is the address the server listens on, once it does.
+func (s *Server) Addr() net.Addr {
+	a, _ := s.addr.Load().(net.Addr)
+	return a
+}
+
+// Ready is a readiness check: ready once the server listens.
+func (s *Server) Ready(*http.Request) error {
+	if !s.listening.Load() {
+		return errors.New("callback server is not listening yet")
+	}
+	return nil
+}
+
+// Start serves until ctx ends, then stops accepting and lets in-flight callbacks finish
+// within ShutdownTimeout, so none is cut off after it was stored but before its answer.
+func (s *Server) Start(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.opts.BindAddress)
+	if err != nil {
+		return fmt.Errorf("callback server: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      10 * time.Second,
+		IdleTimeout:       90 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+	}
+	if s.opts.Tokens != nil {
+		go func() {
+			if err := s.opts.Tokens.Watch(ctx, s.log); err != nil {
+				s.log.Error(err, "Token file watch stopped")
+			}
+		}()
+	}
+	s.addr.Store(ln.Addr())
+	s.listening.Store(true)
+	s.log.Info("Serving Tencent callbacks", "address", ln.Addr().String(), "sdkAppId", s.opts.SDKAppID,
+		"namespace", s.opts.Namespace, "signed", s.opts.Tokens != nil && s.opts.Tokens.Enabled())
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		s.listening.Store(false)
+		return err
+	case <-ctx.Done():
+	}
+	s.listening.Store(false)
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), s.opts.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("callback server shutdown: %w", err)
+	}
+	s.log.Info("Stopped serving Tencent callbacks")
+	return nil
+}
