@@ -12,13 +12,17 @@ import (
 	"strings"
 	"time"
 
+	batchv1 "k8s.io/api/batch/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/selection"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -27,6 +31,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	livev1 "github.com/liveroom-io/liveroom-operator/api/v1alpha1"
+	"github.com/liveroom-io/liveroom-operator/controllers"
 	"github.com/liveroom-io/liveroom-operator/internal/roomstore"
 	"github.com/liveroom-io/liveroom-operator/webhookserver"
 )
@@ -108,6 +113,13 @@ func restConfig(o *options) (*rest.Config, error) {
 	return cfg, nil
 }
 
+// recordingJobs selects the Jobs the operator creates.
+var recordingJobs = func() labels.Selector {
+	req, err := labels.NewRequirement(livev1.RoomLabel, selection.Exists, nil)
+	utilruntime.Must(err)
+	return labels.NewSelector().Add(*req)
+}()
+
 func newScheme() *runtime.Scheme {
 	s := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(s))
@@ -141,6 +153,10 @@ func run(ctx context.Context, args []string) error {
 		Cache: cache.Options{
 			// Managed fields are half of a LiveRoom's size and nothing here reads them.
 			DefaultTransform: cache.TransformStripManagedFields(),
+			// Only recording Jobs are cached, not every Job of the cluster.
+			ByObject: map[client.Object]cache.ByObject{
+				&batchv1.Job{}: {Label: recordingJobs},
+			},
 		},
 	})
 	if err != nil {
@@ -183,6 +199,16 @@ func run(ctx context.Context, args []string) error {
 		return nil
 	}); err != nil {
 		return err
+	}
+
+	recorder := mgr.GetEventRecorder(controllers.FieldOwner)
+	if err := (&controllers.LiveRoomReconciler{
+		Client: mgr.GetClient(), Scheme: mgr.GetScheme(), Recorder: recorder, EndedRoomTTL: o.endedRoomTTL,
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the LiveRoom controller: %w", err)
+	}
+	if err := (&controllers.RecordingPolicyReconciler{Client: mgr.GetClient(), Scheme: mgr.GetScheme()}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the RecordingPolicy controller: %w", err)
 	}
 
 	setupLog.Info("Starting manager", "sdkAppId", o.sdkAppID, "roomNamespace", o.roomNamespace, "leaderElection", o.leaderElect)

@@ -18,6 +18,11 @@ import (
 	"github.com/liveroom-io/liveroom-operator/internal/roomstore"
 )
 
+// The callback server reads rooms from its cache, creates them and applies its fields.
+// +kubebuilder:rbac:groups=live.liveroom.io,resources=liverooms,verbs=get;list;watch;create;patch
+// +kubebuilder:rbac:groups=live.liveroom.io,resources=liverooms/status,verbs=get;patch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
 // FieldOwner is the server-side apply field manager of every callback write.
 const FieldOwner = "liveroom-callback"
 

@@ -1,0 +1,365 @@
+// Package controllers holds the operator's reconcilers: LiveRoom (recording Jobs, ended
+// room clean-up, declared rooms in Tencent) and RecordingPolicy (status).
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	livev1 "github.com/liveroom-io/liveroom-operator/api/v1alpha1"
+)
+
+// FieldOwner is the server-side apply field manager of the controllers' status writes.
+const FieldOwner = "liveroom-controller"
+
+// LiveRoomReconciler keeps one recording Job per live room and selecting policy, stops
+// recordings that are no longer wanted, and deletes ended rooms discovered by callback or
+// resync once their TTL has passed.
+type LiveRoomReconciler struct {
+	client.Client
+	Scheme   *runtime.Scheme
+	Recorder events.EventRecorder
+	// EndedRoomTTL is how long an ended callback- or resync-origin room is kept.
+	EndedRoomTTL time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// +kubebuilder:rbac:groups=live.liveroom.io,resources=liverooms,verbs=get;list;watch;delete
+// +kubebuilder:rbac:groups=live.liveroom.io,resources=liverooms/status,verbs=get;patch
+// +kubebuilder:rbac:groups=live.liveroom.io,resources=liverooms/finalizers,verbs=update
+// +kubebuilder:rbac:groups=live.liveroom.io,resources=recordingpolicies,verbs=get;list;watch
+// +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch;create;patch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+func (r *LiveRoomReconciler) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+// Reconcile brings one room's recordings to what its policies ask for.
+func (r *LiveRoomReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	log := logf.FromContext(ctx)
+	var room livev1.LiveRoom
+	if err := r.Get(ctx, req.NamespacedName, &room); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !room.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil
+	}
+
+	expired, wait := r.expired(&room)
+	if expired {
+		log.Info("Deleting ended room past its TTL", "roomId", room.Spec.RoomID, "endTime", room.Status.EndTime)
+		if err := r.Delete(ctx, &room, client.Preconditions{UID: &room.UID}); err != nil && !apierrors.IsNotFound(err) {
+			return ctrl.Result{}, err
+		}
+		return ctrl.Result{}, nil
+	}
+	result, err := r.reconcileRecordings(ctx, &room)
+	if wait > 0 && (result.RequeueAfter == 0 || wait < result.RequeueAfter) {
+		result.RequeueAfter = wait
+	}
+	return result, err
+}
+
+// expired reports whether an ended, discovered room has outlived the TTL, or else how long
+// until it does (0 for rooms that never expire).
+func (r *LiveRoomReconciler) expired(room *livev1.LiveRoom) (bool, time.Duration) {
+	if room.Declared() || room.Status.Phase != livev1.RoomPhaseEnded || room.Status.EndTime == nil || r.EndedRoomTTL <= 0 {
+		return false, 0
+	}
+	left := room.Status.EndTime.Add(r.EndedRoomTTL).Sub(r.now())
+	return left <= 0, left
+}
+
+func (r *LiveRoomReconciler) reconcileRecordings(ctx context.Context, room *livev1.LiveRoom) (ctrl.Result, error) {
+	var policies livev1.RecordingPolicyList
+	if err := r.List(ctx, &policies, client.InNamespace(room.Namespace)); err != nil {
+		return ctrl.Result{}, err
+	}
+	var jobs batchv1.JobList
+	if err := r.List(ctx, &jobs, client.InNamespace(room.Namespace), client.MatchingFields{jobOwnerField: room.Name}); err != nil {
+		return ctrl.Result{}, err
+	}
+	byPolicy := map[string]*batchv1.Job{}
+	for i := range jobs.Items {
+		byPolicy[jobs.Items[i].Labels[livev1.PolicyLabel]] = &jobs.Items[i]
+	}
+
+	var errs []error
+	for i := range policies.Items {
+		p := &policies.Items[i]
+		if !wantsRecording(room, p) {
+			continue
+		}
+		key := policyKey(p.Name)
+		job, err := r.ensureRecording(ctx, room, p, byPolicy[key])
+		if err != nil {
+			errs = append(errs, fmt.Errorf("policy %s: %w", p.Name, err))
+			continue
+		}
+		byPolicy[key] = job
+	}
+	// Every recording no policy wants any more is stopped, its Job kept for its history.
+	for key, job := range byPolicy {
+		if r.stillWanted(room, policies.Items, key) || finished(recordingPhase(job)) || recordingPhase(job) == livev1.RecordingStopped {
+			continue
+		}
+		if err := r.stopRecording(ctx, room, job); err != nil {
+			errs = append(errs, fmt.Errorf("stopping %s: %w", job.Name, err))
+		}
+	}
+	return ctrl.Result{}, r.updateStatus(ctx, room, byPolicy, errs)
+}
+
+func (r *LiveRoomReconciler) stillWanted(room *livev1.LiveRoom, policies []livev1.RecordingPolicy, key string) bool {
+	for i := range policies {
+		if policyKey(policies[i].Name) == key && wantsRecording(room, &policies[i]) {
+			return true
+		}
+	}
+	return false
+}
+
+// ensureRecording creates the room's Job for the policy, or resumes it when it was
+// stopped and is wanted again. A running Job keeps the template it started with.
+func (r *LiveRoomReconciler) ensureRecording(ctx context.Context, room *livev1.LiveRoom, p *livev1.RecordingPolicy, job *batchv1.Job) (*batchv1.Job, error) {
+	if job != nil {
+		if recordingPhase(job) != livev1.RecordingStopped {
+			return job, nil
+		}
+		if err := r.setSuspend(ctx, job, false); err != nil {
+			return nil, err
+		}
+		r.Recorder.Eventf(room, job, corev1.EventTypeNormal, "RecordingResumed", "Resume", "Resumed recording Job %s of policy %s", job.Name, p.Name)
+		return job, nil
+	}
+	job, err := recordingJob(room, p, r.Scheme)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.Create(ctx, job); err != nil {
+		if !apierrors.IsAlreadyExists(err) {
+			r.Recorder.Eventf(room, p, corev1.EventTypeWarning, "RecordingFailed", "Create", "Creating recording Job %s failed: %v", job.Name, err)
+			return nil, err
+		}
+		// The cache had not seen it yet; the Job's own event brings it back here.
+		return job, nil
+	}
+	r.Recorder.Eventf(room, job, corev1.EventTypeNormal, "RecordingStarted", "Create", "Started recording Job %s for policy %s", job.Name, p.Name)
+	return job, nil
+}
+
+// stopRecording suspends the Job: the Job controller ends its pods gracefully and the Job
+// object with its history stays.
+func (r *LiveRoomReconciler) stopRecording(ctx context.Context, room *livev1.LiveRoom, job *batchv1.Job) error {
+	if err := r.setSuspend(ctx, job, true); err != nil {
+		return err
+	}
+	r.Recorder.Eventf(room, job, corev1.EventTypeNormal, "RecordingStopped", "Suspend", "Stopped recording Job %s", job.Name)
+	return nil
+}
+
+func (r *LiveRoomReconciler) setSuspend(ctx context.Context, job *batchv1.Job, suspend bool) error {
+	patch := client.MergeFrom(job.DeepCopy())
+	job.Spec.Suspend = &suspend
+	return r.Patch(ctx, job, patch)
+}
+
+// updateStatus writes recordings, conditions and observedGeneration when they changed.
+func (r *LiveRoomReconciler) updateStatus(ctx context.Context, room *livev1.LiveRoom, jobs map[string]*batchv1.Job, errs []error) error {
+	st := room.Status.DeepCopy()
+	st.Recordings = nil
+	running := 0
+	for _, job := range jobs {
+		rs := recordingStatus(job)
+		if prev := findRecording(room.Status.Recordings, rs.Policy); prev != nil && rs.Phase == livev1.RecordingStopped && rs.CompletionTime == nil {
+			rs.CompletionTime = prev.CompletionTime
+		}
+		if rs.Phase == livev1.RecordingStopped && rs.CompletionTime == nil {
+			rs.CompletionTime = &metav1.Time{Time: r.now().Truncate(time.Second)}
+		}
+		if rs.Phase == livev1.RecordingRunning || rs.Phase == livev1.RecordingPending {
+			running++
+		}
+		if prev := findRecording(room.Status.Recordings, rs.Policy); prev != nil && prev.Phase != rs.Phase && rs.Phase == livev1.RecordingFailed {
+			r.Recorder.Eventf(room, job, corev1.EventTypeWarning, "RecordingFailed", "Run", "Recording Job %s failed", job.Name)
+		}
+		st.Recordings = append(st.Recordings, rs)
+	}
+	slices.SortFunc(st.Recordings, func(a, b livev1.RecordingStatus) int { return strings.Compare(a.Policy, b.Policy) })
+
+	gen := room.Generation
+	if running > 0 {
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: livev1.ConditionRecording, Status: metav1.ConditionTrue, ObservedGeneration: gen,
+			Reason: "Recording", Message: fmt.Sprintf("%d recording(s) running or starting", running)})
+	} else {
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: livev1.ConditionRecording, Status: metav1.ConditionFalse, ObservedGeneration: gen,
+			Reason: notRecordingReason(room), Message: "No recording is running"})
+	}
+	if len(errs) > 0 {
+		msg := joinErrors(errs)
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: livev1.ConditionReady, Status: metav1.ConditionFalse, ObservedGeneration: gen, Reason: "ReconcileError", Message: msg})
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: livev1.ConditionReconciling, Status: metav1.ConditionTrue, ObservedGeneration: gen, Reason: "Retrying", Message: msg})
+	} else {
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: livev1.ConditionReady, Status: metav1.ConditionTrue, ObservedGeneration: gen, Reason: "Reconciled", Message: readyMessage(room, running)})
+		meta.RemoveStatusCondition(&st.Conditions, livev1.ConditionReconciling)
+	}
+	st.ObservedGeneration = gen
+
+	if reflect.DeepEqual(controllerStatus(&room.Status), controllerStatus(st)) {
+		if len(errs) > 0 {
+			return errs[0]
+		}
+		return nil
+	}
+	u := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": livev1.GroupVersion.String(), "kind": "LiveRoom",
+		"metadata": map[string]any{"name": room.Name, "namespace": room.Namespace},
+		"status":   controllerStatus(st),
+	}}
+	if err := r.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
+		return err
+	}
+	if len(errs) > 0 {
+		return errs[0]
+	}
+	return nil
+}
+
+// controllerStatus is the part of a room's status this controller owns, as sent.
+func controllerStatus(st *livev1.LiveRoomStatus) map[string]any {
+	owned := livev1.LiveRoomStatus{Recordings: st.Recordings, Conditions: st.Conditions, ObservedGeneration: st.ObservedGeneration}
+	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&owned)
+	if err != nil {
+		panic(err)
+	}
+	return m
+}
+
+func findRecording(list []livev1.RecordingStatus, policy string) *livev1.RecordingStatus {
+	for i := range list {
+		if list[i].Policy == policy {
+			return &list[i]
+		}
+	}
+	return nil
+}
+
+func notRecordingReason(room *livev1.LiveRoom) string {
+	switch {
+	case room.Spec.Recording.Disabled:
+		return "OptedOut"
+	case room.Status.Phase == livev1.RoomPhaseEnded:
+		return "RoomEnded"
+	case room.Status.Phase != livev1.RoomPhaseLive:
+		return "RoomNotLive"
+	}
+	return "NoPolicy"
+}
+
+func readyMessage(room *livev1.LiveRoom, running int) string {
+	if room.Status.Phase == "" {
+		return "Room has not been reported by Tencent yet"
+	}
+	return fmt.Sprintf("Room is %s with %d active recording(s)", room.Status.Phase, running)
+}
+
+func joinErrors(errs []error) string {
+	msgs := make([]string, len(errs))
+	for i, e := range errs {
+		msgs[i] = e.Error()
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// jobOwnerField indexes recording Jobs by the LiveRoom that controls them.
+const jobOwnerField = ".metadata.controller"
+
+// SetupWithManager registers the reconciler. LiveRoom status updates that callbacks make
+// every second (audience, seats) do not wake it: only what decides recordings does.
+func (r *LiveRoomReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &batchv1.Job{}, jobOwnerField, func(o client.Object) []string {
+		owner := metav1.GetControllerOf(o)
+		if owner == nil || owner.APIVersion != livev1.GroupVersion.String() || owner.Kind != "LiveRoom" {
+			return nil
+		}
+		return []string{owner.Name}
+	}); err != nil {
+		return err
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&livev1.LiveRoom{}, builder.WithPredicates(roomRecordingChanged)).
+		Owns(&batchv1.Job{}).
+		Watches(&livev1.RecordingPolicy{}, handler.EnqueueRequestsFromMapFunc(r.roomsOfPolicy)).
+		Named("liveroom").
+		Complete(r)
+}
+
+// roomRecordingChanged passes LiveRoom updates that can change its recordings or TTL.
+var roomRecordingChanged = predicate.Funcs{
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		o, n := e.ObjectOld.(*livev1.LiveRoom), e.ObjectNew.(*livev1.LiveRoom)
+		return o.Generation != n.Generation ||
+			!reflect.DeepEqual(o.Labels, n.Labels) ||
+			o.Status.Phase != n.Status.Phase ||
+			!reflect.DeepEqual(o.Status.EndTime, n.Status.EndTime) ||
+			!reflect.DeepEqual(o.Status.Recordings, n.Status.Recordings) ||
+			!n.DeletionTimestamp.IsZero()
+	},
+}
+
+// roomsOfPolicy enqueues the rooms a policy change may affect: those its selector matches
+// now and those that have a Job of it (the selector may have stopped matching them).
+func (r *LiveRoomReconciler) roomsOfPolicy(ctx context.Context, o client.Object) []reconcile.Request {
+	p := o.(*livev1.RecordingPolicy)
+	seen := map[string]bool{}
+	var reqs []reconcile.Request
+	add := func(name string) {
+		if !seen[name] {
+			seen[name] = true
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKey{Namespace: p.Namespace, Name: name}})
+		}
+	}
+	if sel, err := policySelector(p); err == nil {
+		var rooms livev1.LiveRoomList
+		if err := r.List(ctx, &rooms, client.InNamespace(p.Namespace), client.MatchingLabelsSelector{Selector: sel}); err == nil {
+			for i := range rooms.Items {
+				add(rooms.Items[i].Name)
+			}
+		}
+	}
+	var jobs batchv1.JobList
+	if err := r.List(ctx, &jobs, client.InNamespace(p.Namespace), client.MatchingLabels{livev1.PolicyLabel: policyKey(p.Name)}); err == nil {
+		for i := range jobs.Items {
+			if owner := metav1.GetControllerOf(&jobs.Items[i]); owner != nil && owner.Kind == "LiveRoom" {
+				add(owner.Name)
+			}
+		}
+	}
+	return reqs
+}

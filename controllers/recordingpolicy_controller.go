@@ -1,0 +1,175 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+
+	batchv1 "k8s.io/api/batch/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	livev1 "github.com/liveroom-io/liveroom-operator/api/v1alpha1"
+)
+
+// RecordingPolicyReconciler reports what each policy selects and how its recordings do,
+// and checks its selector and Job template once per generation: an invalid one is marked
+// Stalled (and the LiveRoom controller starts no Job from it) instead of failing forever.
+type RecordingPolicyReconciler struct {
+	client.Client
+	Scheme *runtime.Scheme
+}
+
+// +kubebuilder:rbac:groups=live.liveroom.io,resources=recordingpolicies,verbs=get;list;watch
+// +kubebuilder:rbac:groups=live.liveroom.io,resources=recordingpolicies/status,verbs=get;patch
+
+// Reconcile computes one policy's status.
+func (r *RecordingPolicyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	var p livev1.RecordingPolicy
+	if err := r.Get(ctx, req.NamespacedName, &p); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	st := p.Status.DeepCopy()
+	gen := p.Generation
+
+	invalid, err := r.validate(ctx, &p)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	sel, _ := policySelector(&p)
+
+	st.MatchedRooms, st.ActiveRecordings, st.SucceededRecordings, st.FailedRecordings, st.StoppedRecordings = 0, 0, 0, 0, 0
+	if invalid == "" {
+		var rooms livev1.LiveRoomList
+		if err := r.List(ctx, &rooms, client.InNamespace(p.Namespace), client.MatchingLabelsSelector{Selector: sel}); err != nil {
+			return ctrl.Result{}, err
+		}
+		st.MatchedRooms = int32(len(rooms.Items))
+	}
+	var jobs batchv1.JobList
+	if err := r.List(ctx, &jobs, client.InNamespace(p.Namespace), client.MatchingLabels{livev1.PolicyLabel: policyKey(p.Name)}); err != nil {
+		return ctrl.Result{}, err
+	}
+	for i := range jobs.Items {
+		if jobPolicy(&jobs.Items[i]) != p.Name {
+			continue
+		}
+		switch recordingPhase(&jobs.Items[i]) {
+		case livev1.RecordingRunning, livev1.RecordingPending:
+			st.ActiveRecordings++
+		case livev1.RecordingSucceeded:
+			st.SucceededRecordings++
+		case livev1.RecordingFailed:
+			st.FailedRecordings++
+		case livev1.RecordingStopped:
+			st.StoppedRecordings++
+		}
+	}
+
+	if invalid != "" {
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: livev1.ConditionStalled, Status: metav1.ConditionTrue, ObservedGeneration: gen, Reason: "InvalidSpec", Message: invalid})
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: livev1.ConditionReady, Status: metav1.ConditionFalse, ObservedGeneration: gen, Reason: "InvalidSpec", Message: invalid})
+	} else {
+		meta.RemoveStatusCondition(&st.Conditions, livev1.ConditionStalled)
+		msg := fmt.Sprintf("Selects %d room(s); %d recording(s) active", st.MatchedRooms, st.ActiveRecordings)
+		reason := "Active"
+		if p.Spec.Suspend {
+			reason, msg = "Suspended", "Suspended: recordings are stopped and none start"
+		}
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: livev1.ConditionReady, Status: metav1.ConditionTrue, ObservedGeneration: gen, Reason: reason, Message: msg})
+	}
+	meta.RemoveStatusCondition(&st.Conditions, livev1.ConditionReconciling)
+	st.ObservedGeneration = gen
+
+	if reflect.DeepEqual(*st, p.Status) {
+		return ctrl.Result{}, nil
+	}
+	status, err := runtime.DefaultUnstructuredConverter.ToUnstructured(st)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	u := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": livev1.GroupVersion.String(), "kind": "RecordingPolicy",
+		"metadata": map[string]any{"name": p.Name, "namespace": p.Namespace},
+		"status":   status,
+	}}
+	return ctrl.Result{}, r.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldOwner), client.ForceOwnership)
+}
+
+// validate returns why the policy cannot record, or "". The template is checked by the
+// API server itself with a dry-run create of a sample Job, once per generation.
+func (r *RecordingPolicyReconciler) validate(ctx context.Context, p *livev1.RecordingPolicy) (string, error) {
+	if _, err := policySelector(p); err != nil {
+		return fmt.Sprintf("spec.roomSelector is invalid: %v", err), nil
+	}
+	if errs := validateTemplate(p); len(errs) > 0 {
+		return errs.ToAggregate().Error(), nil
+	}
+	if p.Status.ObservedGeneration == p.Generation {
+		if c := meta.FindStatusCondition(p.Status.Conditions, livev1.ConditionStalled); c != nil && c.Status == metav1.ConditionTrue {
+			return c.Message, nil
+		}
+		return "", nil
+	}
+	sample := &livev1.LiveRoom{
+		ObjectMeta: metav1.ObjectMeta{Name: "dry-run-room", Namespace: p.Namespace, UID: "00000000-0000-0000-0000-000000000000"},
+		Spec:       livev1.LiveRoomSpec{RoomID: "dry-run-room", SDKAppID: 1},
+	}
+	sample.SetGroupVersionKind(livev1.GroupVersion.WithKind("LiveRoom"))
+	job, err := recordingJob(sample, p, r.Scheme)
+	if err != nil {
+		return "", err
+	}
+	if err := r.Create(ctx, job, client.DryRunAll); err != nil {
+		if apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) {
+			return fmt.Sprintf("spec.jobTemplate does not make a valid Job: %v", err), nil
+		}
+		if !apierrors.IsAlreadyExists(err) {
+			return "", err
+		}
+	}
+	return "", nil
+}
+
+// SetupWithManager registers the reconciler; Job and LiveRoom changes refresh the counts
+// of the policies they concern.
+func (r *RecordingPolicyReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&livev1.RecordingPolicy{}).
+		Watches(&batchv1.Job{}, handler.EnqueueRequestsFromMapFunc(policyOfJob)).
+		Watches(&livev1.LiveRoom{}, handler.EnqueueRequestsFromMapFunc(r.policiesOfRoom), builder.WithPredicates(roomRecordingChanged)).
+		Named("recordingpolicy").
+		Complete(r)
+}
+
+func policyOfJob(_ context.Context, o client.Object) []reconcile.Request {
+	name := jobPolicy(o.(*batchv1.Job))
+	if name == "" {
+		return nil
+	}
+	return []reconcile.Request{{NamespacedName: client.ObjectKey{Namespace: o.GetNamespace(), Name: name}}}
+}
+
+// policiesOfRoom enqueues the policies in the room's namespace that select it.
+func (r *RecordingPolicyReconciler) policiesOfRoom(ctx context.Context, o client.Object) []reconcile.Request {
+	var policies livev1.RecordingPolicyList
+	if err := r.List(ctx, &policies, client.InNamespace(o.GetNamespace())); err != nil {
+		return nil
+	}
+	var reqs []reconcile.Request
+	for i := range policies.Items {
+		if sel, err := policySelector(&policies.Items[i]); err != nil || sel.Matches(labels.Set(o.GetLabels())) {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&policies.Items[i])})
+		}
+	}
+	return reqs
+}

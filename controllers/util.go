@@ -1,0 +1,5 @@
+package controllers
+
+import "strconv"
+
+func formatInt(n int64) string { return strconv.FormatInt(n, 10) }
