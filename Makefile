@@ -10,8 +10,7 @@ LOCALBIN ?= $(shell pwd)/bin
 K8S_BIN ?= $(LOCALBIN)/k8s/$(K8S_VERSION)
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen
 KUSTOMIZE ?= $(LOCALBIN)/kustomize
-# kubectl is built from the same Kubernetes release as the test control plane.
-KUBECTL ?= $(K8S_BIN)/kubectl
+KUBECTL ?= kubectl
 
 # Two cores: keep go test's package parallelism to that.
 GO_TEST_FLAGS ?= -p 2 -count=1
@@ -53,8 +52,13 @@ vet: ## Run go vet.
 	go vet ./...
 
 .PHONY: test
-test: manifests generate fmt vet envtest ## Run all tests against a real etcd and kube-apiserver.
+test: manifests generate fmt vet envtest ## Run unit and integration tests (real etcd + kube-apiserver), then the end-to-end tests.
 	KUBEBUILDER_ASSETS="$(K8S_BIN)" go test $(GO_TEST_FLAGS) $$(go list ./... | grep -v /test/e2e) -coverprofile cover.out
+	$(MAKE) test-e2e
+
+.PHONY: test-e2e
+test-e2e: build cluster-bins kustomize ## Run the end-to-end tests: bin/manager on a local cluster with kwok nodes.
+	KUBEBUILDER_ASSETS="$(K8S_BIN)" go test -count=1 -timeout 20m ./test/e2e/ -v -args -root=$(CURDIR)
 
 .PHONY: fuzz
 fuzz: ## Fuzz the callback decoder for FUZZTIME.
@@ -66,9 +70,13 @@ fuzz: ## Fuzz the callback decoder for FUZZTIME.
 build: manifests generate fmt vet ## Build bin/manager.
 	CGO_ENABLED=0 go build -trimpath -o bin/manager .
 
+.PHONY: demo
+demo: build cluster-bins ## Local cluster + operator + a room's life from create to destroy callback; exits when done.
+	go run ./hack/demo -root=$(CURDIR) $(DEMO_FLAGS)
+
 .PHONY: run
-run: manifests generate fmt vet envtest ## Run the operator against a local control plane (etcd + kube-apiserver).
-	hack/run-local.sh
+run: build cluster-bins ## Run the operator on a local cluster until Ctrl-C (no scripted callbacks).
+	go run ./hack/demo -root=$(CURDIR) -script=false
 
 .PHONY: docker-build
 docker-build: ## Build the container image (needs a Docker engine).
@@ -102,6 +110,10 @@ undeploy: kustomize ## Remove the operator deployed with config/default.
 .PHONY: envtest
 envtest: ## Build etcd and kube-apiserver for tests into bin/k8s/K8S_VERSION (from the Go module proxy).
 	hack/envtest.sh $(K8S_BIN) etcd kube-apiserver
+
+.PHONY: cluster-bins
+cluster-bins: envtest ## Build kube-controller-manager, kube-scheduler, kubectl and kwok for the local cluster.
+	hack/envtest.sh $(K8S_BIN) kube-controller-manager kube-scheduler kubectl kwok
 
 .PHONY: controller-gen
 controller-gen: $(CONTROLLER_GEN) ## Build controller-gen into bin/.

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	livev1 "github.com/liveroom-io/liveroom-operator/api/v1alpha1"
+	"github.com/liveroom-io/liveroom-operator/internal/testenv"
+	"github.com/liveroom-io/liveroom-operator/webhookserver"
+)
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func TestParseFlags(t *testing.T) {
+	if _, err := parseFlags(nil); err == nil {
+		t.Error("--sdk-app-id must be required")
+	}
+	t.Setenv("POD_NAMESPACE", "liveroom-system")
+	o, err := parseFlags([]string{"--sdk-app-id=1400000000", "--callback-max-skew=30s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.roomNamespace != "liveroom-system" || o.callbackMaxSkew != 30*time.Second || o.endedRoomTTL != 24*time.Hour || o.callbackBindAddress != ":8082" {
+		t.Errorf("flags: %+v", o)
+	}
+}
+
+// TestManagerStartsAndServes runs main's run() against a real API server: it becomes
+// ready, turns a signed create callback into a LiveRoom, and stops cleanly.
+func TestManagerStartsAndServes(t *testing.T) {
+	g := NewWithT(t)
+	env, cfg, err := testenv.Start()
+	g.Expect(err).NotTo(HaveOccurred())
+	defer func() { _ = env.Stop() }()
+
+	user, err := env.AddUser(envtest.User{Name: "operator", Groups: []string{"system:masters"}}, cfg)
+	g.Expect(err).NotTo(HaveOccurred())
+	kubeconfig, err := user.KubeConfig()
+	g.Expect(err).NotTo(HaveOccurred())
+	dir := t.TempDir()
+	kubeconfigPath := filepath.Join(dir, "kubeconfig")
+	g.Expect(os.WriteFile(kubeconfigPath, kubeconfig, 0o600)).To(Succeed())
+	tokenPath := filepath.Join(dir, "tokens")
+	g.Expect(os.WriteFile(tokenPath, []byte("demo-token\n"), 0o600)).To(Succeed())
+
+	k8s, err := client.New(cfg, client.Options{Scheme: newScheme()})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(k8s.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "live"}})).To(Succeed())
+
+	probe, callbackAddr := freePort(t), freePort(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{
+			"--kubeconfig=" + kubeconfigPath, "--sdk-app-id=1400000000", "--room-namespace=live",
+			"--metrics-bind-address=0", "--health-probe-bind-address=" + probe,
+			"--callback-bind-address=" + callbackAddr, "--callback-token-file=" + tokenPath,
+			"--leader-elect", "--leader-election-namespace=live",
+		})
+	}()
+	g.Eventually(func() int {
+		resp, err := http.Get("http://" + probe + "/readyz")
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}, 30*time.Second, 100*time.Millisecond).Should(Equal(http.StatusOK))
+
+	rt := strconv.FormatInt(time.Now().Unix(), 10)
+	url := fmt.Sprintf("http://%s/callback?SdkAppid=1400000000&CallbackCommand=Live.CallbackAfterCreateRoom&contenttype=json&Sign=%s&RequestTime=%s",
+		callbackAddr, webhookserver.Sign("demo-token", rt), rt)
+	body := `{"CallbackCommand":"Live.CallbackAfterCreateRoom","RoomInfo":{"RoomId":"tandy-test-rest","Owner_Account":"user3","CreateTime":1703589922}}`
+	resp, err := http.Post(url, "application/json", bytes.NewBufferString(body))
+	g.Expect(err).NotTo(HaveOccurred())
+	resp.Body.Close()
+	g.Expect(resp.StatusCode).To(Equal(http.StatusOK))
+	var room livev1.LiveRoom
+	g.Expect(k8s.Get(context.Background(), client.ObjectKey{Namespace: "live", Name: "tandy-test-rest"}, &room)).To(Succeed())
+	g.Expect(room.Spec.Owner).To(Equal("user3"))
+
+	cancel()
+	select {
+	case err := <-done:
+		g.Expect(err).NotTo(HaveOccurred())
+	case <-time.After(30 * time.Second):
+		t.Fatal("manager did not stop")
+	}
+}
