@@ -4,7 +4,8 @@ IMG ?= liveroom-operator:dev
 # Kubernetes version of the control-plane binaries built for tests (hack/k8s pins it).
 K8S_VERSION ?= 1.37.2
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
-KUSTOMIZE_VERSION ?= v5.8.3
+# v5.8.1 is the newest kustomize that builds with Go 1.26.
+KUSTOMIZE_VERSION ?= v5.8.1
 
 LOCALBIN ?= $(shell pwd)/bin
 K8S_BIN ?= $(LOCALBIN)/k8s/$(K8S_VERSION)
@@ -57,7 +58,7 @@ test: manifests generate fmt vet envtest ## Run unit and integration tests (real
 	$(MAKE) test-e2e
 
 .PHONY: test-e2e
-test-e2e: build cluster-bins kustomize ## Run the end-to-end tests: bin/manager on a local cluster with kwok nodes.
+test-e2e: build cluster-bins ## Run the end-to-end tests: bin/manager on a local cluster with kwok nodes.
 	KUBEBUILDER_ASSETS="$(K8S_BIN)" go test -count=1 -timeout 20m ./test/e2e/ -v -args -root=$(CURDIR)
 
 .PHONY: fuzz

@@ -99,8 +99,51 @@ func table(out string) (header []string, rows map[string][]string) {
 
 func TestLeaderFailoverKeepsServingAndNeverDuplicatesJobs(t *testing.T) {
 	g := NewWithT(t)
+	kubectlApply(t, recordingPolicy("record-live", "Live"))
 	a, b := startManager(t), startManager(t)
-	var leader, follower *manager
+	leader, follower := electedPair(g, a, b)
+
+	// Both replicas serve callbacks, leader or not.
+	for i, m := range []*manager{leader, follower} {
+		mustSend(t, m, "Live.CallbackAfterCreateRoom", createBody(fmt.Sprintf("failover-%d", i), "u", "Live"))
+	}
+	rooms := 2
+
+	// A rolling update: the leader gets SIGTERM and hands its lease over.
+	rooms += failover(t, leader, follower, func() { leader.stop() }, 10*time.Second, "graceful")
+
+	// A crash: the new leader is killed; a third replica takes over once the lease lapses.
+	c := startManager(t)
+	rooms += failover(t, follower, c, func() {
+		_ = follower.cmd.Process.Kill()
+		<-follower.done
+	}, 15*time.Second+10*time.Second, "crash")
+
+	// Every room of type Live gets exactly one Job of the policy; none twice.
+	g.Eventually(func() error {
+		out := kubectl(t, "get", "jobs", "-n", roomNS, "-l", "live.liveroom.io/policy=record-live", "-o", `jsonpath={range .items[*]}{.metadata.labels.live\.liveroom\.io/room}{"\n"}{end}`)
+		perRoom := map[string]int{}
+		for _, room := range strings.Fields(out) {
+			perRoom[room]++
+		}
+		got := 0
+		for room, n := range perRoom {
+			if n != 1 {
+				return fmt.Errorf("room %s has %d Jobs", room, n)
+			}
+			if strings.HasPrefix(room, "failover-") || strings.HasPrefix(room, "during-") {
+				got++
+			}
+		}
+		if got != rooms {
+			return fmt.Errorf("%d of %d rooms have their Job", got, rooms)
+		}
+		return nil
+	}, timeout).Should(Succeed())
+}
+
+// electedPair waits until exactly one of a and b leads and returns (leader, follower).
+func electedPair(g Gomega, a, b *manager) (leader, follower *manager) {
 	g.Eventually(func() bool {
 		switch {
 		case a.isLeader() && !b.isLeader():
@@ -110,13 +153,14 @@ func TestLeaderFailoverKeepsServingAndNeverDuplicatesJobs(t *testing.T) {
 		}
 		return leader != nil
 	}, timeout, 200*time.Millisecond).Should(BeTrue(), "exactly one leader")
+	return leader, follower
+}
 
-	// Both replicas serve callbacks, leader or not.
-	for i, m := range []*manager{leader, follower} {
-		mustSend(t, m, "Live.CallbackAfterCreateRoom", createBody(fmt.Sprintf("failover-%d", i), "u", "Live"))
-	}
-
-	// Keep sending callbacks to the follower while the leader stops.
+// failover stops the leader with stopLeader while callbacks keep going to the survivor,
+// checks the survivor leads within within and answered every callback, and returns the
+// number of rooms created meanwhile.
+func failover(t *testing.T, leader, survivor *manager, stopLeader func(), within time.Duration, kind string) int {
+	g := NewWithT(t)
 	var sent, failed atomic.Int32
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -129,7 +173,7 @@ func TestLeaderFailoverKeepsServingAndNeverDuplicatesJobs(t *testing.T) {
 				return
 			case <-time.After(100 * time.Millisecond):
 			}
-			status, _, err := send(follower, "Live.CallbackAfterCreateRoom", createBody(fmt.Sprintf("during-failover-%d", i), "u", "Live"))
+			status, _, err := send(survivor, "Live.CallbackAfterCreateRoom", createBody(fmt.Sprintf("during-%s-%d", kind, i), "u", "Live"))
 			sent.Add(1)
 			if err != nil || status != http.StatusOK {
 				failed.Add(1)
@@ -137,35 +181,13 @@ func TestLeaderFailoverKeepsServingAndNeverDuplicatesJobs(t *testing.T) {
 		}
 	}()
 	stopped := time.Now()
-	leader.stop()
-	g.Eventually(follower.isLeader, 30*time.Second, 100*time.Millisecond).Should(BeTrue(), "the follower takes over")
-	t.Logf("follower became leader %s after the leader stopped", time.Since(stopped).Round(100*time.Millisecond))
+	stopLeader()
+	g.Eventually(survivor.isLeader, within, 100*time.Millisecond).Should(BeTrue(), "%s: the survivor takes over", kind)
+	t.Logf("%s: the survivor led %s after the leader stopped", kind, time.Since(stopped).Round(100*time.Millisecond))
 	time.Sleep(time.Second) // a few more callbacks to the new leader
 	close(stop)
 	wg.Wait()
-	g.Expect(failed.Load()).To(BeZero(), "callbacks served throughout (%d sent)", sent.Load())
+	g.Expect(failed.Load()).To(BeZero(), "%s: callbacks served throughout (%d sent)", kind, sent.Load())
 	g.Expect(sent.Load()).To(BeNumerically(">", 5))
-
-	// Every live room of type Live gets exactly one Job of the policy; none twice.
-	g.Eventually(func() error {
-		out := kubectl(t, "get", "jobs", "-n", roomNS, "-l", "live.liveroom.io/policy=record-live", "-o", `jsonpath={range .items[*]}{.metadata.labels.live\.liveroom\.io/room}{"\n"}{end}`)
-		perRoom := map[string]int{}
-		for _, room := range strings.Fields(out) {
-			perRoom[room]++
-		}
-		want := int(sent.Load()) + 2
-		got := 0
-		for room, n := range perRoom {
-			if n != 1 {
-				return fmt.Errorf("room %s has %d Jobs", room, n)
-			}
-			if strings.HasPrefix(room, "failover-") || strings.HasPrefix(room, "during-failover-") {
-				got++
-			}
-		}
-		if got != want {
-			return fmt.Errorf("%d of %d rooms have their Job", got, want)
-		}
-		return nil
-	}, timeout).Should(Succeed())
+	return int(sent.Load())
 }
