@@ -32,6 +32,7 @@ import (
 
 	livev1 "github.com/liveroom-io/liveroom-operator/api/v1alpha1"
 	"github.com/liveroom-io/liveroom-operator/controllers"
+	"github.com/liveroom-io/liveroom-operator/internal/forward"
 	"github.com/liveroom-io/liveroom-operator/internal/roomstore"
 	"github.com/liveroom-io/liveroom-operator/webhookserver"
 )
@@ -50,6 +51,9 @@ type options struct {
 	leaderElect         bool
 	leaderElectionNS    string
 	kubeconfig          string
+	forwardURL          string
+	forwardTimeout      time.Duration
+	forwardFailPolicy   string
 	kubeAPIQPS          float64
 	kubeAPIBurst        int
 	zap                 zap.Options
@@ -69,6 +73,9 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.probeBindAddress, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz probes.")
 	fs.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader among replicas for the reconcilers; the callback server runs in all.")
 	fs.StringVar(&o.leaderElectionNS, "leader-election-namespace", "", "Namespace of the leader election Lease (default: the pod's namespace).")
+	fs.StringVar(&o.forwardURL, "forward-url", "", "The app backend's callback URL: every accepted callback is delivered there too (blocking ones synchronously, with the backend's answer returned to Tencent).")
+	fs.DurationVar(&o.forwardTimeout, "forward-timeout", 1500*time.Millisecond, "Deadline of one delivery to --forward-url.")
+	fs.StringVar(&o.forwardFailPolicy, "forward-fail-policy", "allow", "Answer to a blocking callback when the backend fails or is late: allow (ErrorCode 0) or deny (ErrorCode 1).")
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "Path to a kubeconfig; in-cluster configuration or $KUBECONFIG otherwise.")
 	fs.Float64Var(&o.kubeAPIQPS, "kube-api-qps", 100, "Queries per second to the Kubernetes API server.")
 	fs.IntVar(&o.kubeAPIBurst, "kube-api-burst", 200, "Burst of queries to the Kubernetes API server.")
@@ -173,6 +180,20 @@ func run(ctx context.Context, args []string) error {
 	if !tokens.Enabled() {
 		setupLog.Info("WARNING: no callback tokens configured; unsigned callbacks are accepted. Set --callback-token-file or LIVEROOM_CALLBACK_TOKENS and enable the token in Tencent (set_callback_token)")
 	}
+	var forwarder webhookserver.Forwarder
+	if o.forwardURL != "" {
+		f, err := forward.New(forward.Config{
+			URL: o.forwardURL, Timeout: o.forwardTimeout, FailPolicy: o.forwardFailPolicy,
+			Log: log.WithName("forward"), Registerer: metrics.Registry,
+		})
+		if err != nil {
+			return err
+		}
+		if err := mgr.Add(f); err != nil {
+			return err
+		}
+		forwarder = f
+	}
 	srv := webhookserver.New(webhookserver.Options{
 		BindAddress: o.callbackBindAddress,
 		SDKAppID:    o.sdkAppID,
@@ -180,6 +201,7 @@ func run(ctx context.Context, args []string) error {
 		Tokens:      tokens,
 		MaxSkew:     o.callbackMaxSkew,
 		Timeout:     o.callbackTimeout,
+		Forwarder:   forwarder,
 	}, mgr.GetClient(), mgr.GetAPIReader(), mgr.GetEventRecorder(webhookserver.FieldOwner),
 		webhookserver.NewMetrics(metrics.Registry), log.WithName("callback"))
 	if err := mgr.Add(srv); err != nil {

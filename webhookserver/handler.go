@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/liveroom-io/liveroom-operator/internal/forward"
 	"github.com/liveroom-io/liveroom-operator/internal/roomstate"
 	"github.com/liveroom-io/liveroom-operator/internal/tencent"
 
@@ -111,11 +112,24 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	if s.opts.Forwarder != nil && forward.IsBlocking(cb.Command) {
+		// The app decides blocking callbacks (gifts, messages); its answer goes back as is.
+		answer := s.opts.Forwarder.Forward(r.Context(), r.URL.RawQuery, body)
+		s.metrics.Events.WithLabelValues(command, outcomeForwarded).Inc()
+		_ = answer.Reply(rw)
+		return
+	}
+
 	duplicate, finish := s.replay.begin(newReplayKey(sign, requestTime, body), start)
 	if duplicate {
 		s.metrics.Duplicates.Inc()
 		writeOK(rw)
 		return
+	}
+	if s.opts.Forwarder != nil {
+		// Queued before the operator stores anything, so the app gets its callbacks even
+		// while the API server is unavailable.
+		s.opts.Forwarder.Enqueue(r.URL.RawQuery, body)
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.opts.Timeout)
 	defer cancel()
@@ -131,8 +145,12 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 	writeOK(rw)
 }
 
-// outcomeIgnored marks a callback the operator does not act on.
-const outcomeIgnored roomstate.Outcome = "ignored"
+// outcomeIgnored marks a callback the operator does not act on; outcomeForwarded a
+// blocking callback answered by the app's backend.
+const (
+	outcomeIgnored   roomstate.Outcome = "ignored"
+	outcomeForwarded                   = "forwarded"
+)
 
 // apply stores the callback's effect and returns when the API server has it.
 func (s *Server) apply(ctx context.Context, cb *tencent.Callback, now time.Time) (roomstate.Outcome, error) {

@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/liveroom-io/liveroom-operator/internal/forward"
 	"github.com/liveroom-io/liveroom-operator/internal/roomstore"
 )
 
@@ -43,6 +44,16 @@ type Options struct {
 	MemberInterval time.Duration
 	// ShutdownTimeout bounds how long in-flight callbacks may finish on shutdown.
 	ShutdownTimeout time.Duration
+	// Forwarder, if set, delivers every accepted callback to the app's own backend too.
+	Forwarder Forwarder
+}
+
+// Forwarder delivers callbacks to the app's backend: blocking ("Before") callbacks
+// synchronously, with the backend's answer going back to Tencent, and after-event
+// callbacks through a queue. *forward.Forwarder is the real one.
+type Forwarder interface {
+	Forward(ctx context.Context, rawQuery string, body []byte) forward.Answer
+	Enqueue(rawQuery string, body []byte) bool
 }
 
 // Server is the callback server, a manager runnable that runs in every replica.
