@@ -34,6 +34,7 @@ import (
 	"github.com/liveroom-io/liveroom-operator/controllers"
 	"github.com/liveroom-io/liveroom-operator/internal/forward"
 	"github.com/liveroom-io/liveroom-operator/internal/roomstore"
+	"github.com/liveroom-io/liveroom-operator/internal/tencent"
 	"github.com/liveroom-io/liveroom-operator/webhookserver"
 )
 
@@ -51,6 +52,10 @@ type options struct {
 	leaderElect         bool
 	leaderElectionNS    string
 	kubeconfig          string
+	tencentAPIURL       string
+	tencentAdminUser    string
+	tencentKeyFile      string
+	resyncInterval      time.Duration
 	forwardURL          string
 	forwardTimeout      time.Duration
 	forwardFailPolicy   string
@@ -73,6 +78,10 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.probeBindAddress, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz probes.")
 	fs.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader among replicas for the reconcilers; the callback server runs in all.")
 	fs.StringVar(&o.leaderElectionNS, "leader-election-namespace", "", "Namespace of the leader election Lease (default: the pod's namespace).")
+	fs.StringVar(&o.tencentAPIURL, "tencent-api-url", "https://adminapisgp.im.qcloud.com", "Tencent REST API host of the app's region.")
+	fs.StringVar(&o.tencentAdminUser, "tencent-admin-user", "administrator", "App administrator account the REST API is called as.")
+	fs.StringVar(&o.tencentKeyFile, "tencent-secret-key-file", "", "File holding the app's secret key, re-read when it changes; LIVEROOM_TENCENT_SECRET_KEY may give it instead. Without a key the operator runs callback-only: no resync, declared rooms are not created in Tencent.")
+	fs.DurationVar(&o.resyncInterval, "resync-interval", 5*time.Minute, "How often the room list is compared with Tencent's, to repair rooms whose callbacks were lost.")
 	fs.StringVar(&o.forwardURL, "forward-url", "", "The app backend's callback URL: every accepted callback is delivered there too (blocking ones synchronously, with the backend's answer returned to Tencent).")
 	fs.DurationVar(&o.forwardTimeout, "forward-timeout", 1500*time.Millisecond, "Deadline of one delivery to --forward-url.")
 	fs.StringVar(&o.forwardFailPolicy, "forward-fail-policy", "allow", "Answer to a blocking callback when the backend fails or is late: allow (ErrorCode 0) or deny (ErrorCode 1).")
@@ -223,9 +232,21 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 
+	tencentClient, err := newTencentClient(o)
+	if err != nil {
+		return err
+	}
+	var rooms controllers.TencentRooms
+	if tencentClient != nil {
+		rooms = tencentClient
+		setupLog.Info("Tencent REST API enabled: declared rooms are synced", "url", o.tencentAPIURL, "admin", o.tencentAdminUser)
+	} else {
+		setupLog.Info("No Tencent secret key: running callback-only (no resync; declared rooms are not created in Tencent). Set --tencent-secret-key-file or LIVEROOM_TENCENT_SECRET_KEY to enable")
+	}
+
 	recorder := mgr.GetEventRecorder(controllers.FieldOwner)
 	if err := (&controllers.LiveRoomReconciler{
-		Client: mgr.GetClient(), Scheme: mgr.GetScheme(), Recorder: recorder, EndedRoomTTL: o.endedRoomTTL,
+		Client: mgr.GetClient(), Scheme: mgr.GetScheme(), Recorder: recorder, EndedRoomTTL: o.endedRoomTTL, Tencent: rooms,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the LiveRoom controller: %w", err)
 	}
@@ -235,6 +256,40 @@ func run(ctx context.Context, args []string) error {
 
 	setupLog.Info("Starting manager", "sdkAppId", o.sdkAppID, "roomNamespace", o.roomNamespace, "leaderElection", o.leaderElect)
 	return mgr.Start(ctx)
+}
+
+// secretKey returns where the Tencent secret key comes from: the file, read afresh each
+// time so a rotated Secret needs no restart, else the environment; nil when neither.
+func secretKey(file string) func() (string, error) {
+	if file != "" {
+		return func() (string, error) {
+			b, err := os.ReadFile(file)
+			if err != nil {
+				return "", fmt.Errorf("reading the Tencent secret key: %w", err)
+			}
+			key := strings.TrimSpace(string(b))
+			if key == "" {
+				return "", fmt.Errorf("the Tencent secret key file %s is empty", file)
+			}
+			return key, nil
+		}
+	}
+	if key := strings.TrimSpace(os.Getenv("LIVEROOM_TENCENT_SECRET_KEY")); key != "" {
+		return func() (string, error) { return key, nil }
+	}
+	return nil
+}
+
+// newTencentClient is the REST client, or nil without a secret key.
+func newTencentClient(o *options) (*tencent.Client, error) {
+	key := secretKey(o.tencentKeyFile)
+	if key == nil {
+		return nil, nil
+	}
+	if _, err := key(); err != nil {
+		return nil, err
+	}
+	return tencent.NewClient(tencent.Config{BaseURL: o.tencentAPIURL, SDKAppID: o.sdkAppID, AdminUser: o.tencentAdminUser, SecretKey: key})
 }
 
 func main() {

@@ -42,11 +42,13 @@ type LiveRoomReconciler struct {
 	Recorder events.EventRecorder
 	// EndedRoomTTL is how long an ended callback- or resync-origin room is kept.
 	EndedRoomTTL time.Duration
+	// Tencent creates, updates and destroys declared rooms; nil runs callback-only.
+	Tencent TencentRooms
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
 
-// +kubebuilder:rbac:groups=live.liveroom.io,resources=liverooms,verbs=get;list;watch;delete
+// +kubebuilder:rbac:groups=live.liveroom.io,resources=liverooms,verbs=get;list;watch;patch;delete
 // +kubebuilder:rbac:groups=live.liveroom.io,resources=liverooms/status,verbs=get;patch
 // +kubebuilder:rbac:groups=live.liveroom.io,resources=liverooms/finalizers,verbs=update
 // +kubebuilder:rbac:groups=live.liveroom.io,resources=recordingpolicies,verbs=get;list;watch
@@ -68,6 +70,9 @@ func (r *LiveRoomReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !room.DeletionTimestamp.IsZero() {
+		if room.Declared() {
+			return ctrl.Result{}, r.finalizeDeclared(ctx, &room)
+		}
 		return ctrl.Result{}, nil
 	}
 
@@ -79,7 +84,11 @@ func (r *LiveRoomReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		}
 		return ctrl.Result{}, nil
 	}
-	result, err := r.reconcileRecordings(ctx, &room)
+	var sync syncResult
+	if room.Declared() {
+		sync = r.syncDeclared(ctx, &room)
+	}
+	result, err := r.reconcileRecordings(ctx, &room, sync)
 	if wait > 0 && (result.RequeueAfter == 0 || wait < result.RequeueAfter) {
 		result.RequeueAfter = wait
 	}
@@ -96,7 +105,7 @@ func (r *LiveRoomReconciler) expired(room *livev1.LiveRoom) (bool, time.Duration
 	return left <= 0, left
 }
 
-func (r *LiveRoomReconciler) reconcileRecordings(ctx context.Context, room *livev1.LiveRoom) (ctrl.Result, error) {
+func (r *LiveRoomReconciler) reconcileRecordings(ctx context.Context, room *livev1.LiveRoom, sync syncResult) (ctrl.Result, error) {
 	var policies livev1.RecordingPolicyList
 	if err := r.List(ctx, &policies, client.InNamespace(room.Namespace)); err != nil {
 		return ctrl.Result{}, err
@@ -111,6 +120,9 @@ func (r *LiveRoomReconciler) reconcileRecordings(ctx context.Context, room *live
 	}
 
 	var errs []error
+	if sync.err != nil {
+		errs = append(errs, fmt.Errorf("syncing with Tencent: %w", sync.err))
+	}
 	for i := range policies.Items {
 		p := &policies.Items[i]
 		if !wantsRecording(room, p) {
@@ -133,7 +145,7 @@ func (r *LiveRoomReconciler) reconcileRecordings(ctx context.Context, room *live
 			errs = append(errs, fmt.Errorf("stopping %s: %w", job.Name, err))
 		}
 	}
-	return ctrl.Result{}, r.updateStatus(ctx, room, byPolicy, errs)
+	return ctrl.Result{}, r.updateStatus(ctx, room, byPolicy, sync, errs)
 }
 
 func (r *LiveRoomReconciler) stillWanted(room *livev1.LiveRoom, policies []livev1.RecordingPolicy, key string) bool {
@@ -191,7 +203,7 @@ func (r *LiveRoomReconciler) setSuspend(ctx context.Context, job *batchv1.Job, s
 }
 
 // updateStatus writes recordings, conditions and observedGeneration when they changed.
-func (r *LiveRoomReconciler) updateStatus(ctx context.Context, room *livev1.LiveRoom, jobs map[string]*batchv1.Job, errs []error) error {
+func (r *LiveRoomReconciler) updateStatus(ctx context.Context, room *livev1.LiveRoom, jobs map[string]*batchv1.Job, sync syncResult, errs []error) error {
 	st := room.Status.DeepCopy()
 	st.Recordings = nil
 	running := 0
@@ -221,11 +233,23 @@ func (r *LiveRoomReconciler) updateStatus(ctx context.Context, room *livev1.Live
 		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: livev1.ConditionRecording, Status: metav1.ConditionFalse, ObservedGeneration: gen,
 			Reason: notRecordingReason(room), Message: "No recording is running"})
 	}
-	if len(errs) > 0 {
+	if sync.synced != nil {
+		meta.SetStatusCondition(&st.Conditions, *sync.synced)
+	}
+	if sync.stalled != nil {
+		meta.SetStatusCondition(&st.Conditions, *sync.stalled)
+	} else {
+		meta.RemoveStatusCondition(&st.Conditions, livev1.ConditionStalled)
+	}
+	switch {
+	case sync.stalled != nil:
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: livev1.ConditionReady, Status: metav1.ConditionFalse, ObservedGeneration: gen, Reason: sync.stalled.Reason, Message: sync.stalled.Message})
+		meta.RemoveStatusCondition(&st.Conditions, livev1.ConditionReconciling)
+	case len(errs) > 0:
 		msg := joinErrors(errs)
 		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: livev1.ConditionReady, Status: metav1.ConditionFalse, ObservedGeneration: gen, Reason: "ReconcileError", Message: msg})
 		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: livev1.ConditionReconciling, Status: metav1.ConditionTrue, ObservedGeneration: gen, Reason: "Retrying", Message: msg})
-	} else {
+	default:
 		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: livev1.ConditionReady, Status: metav1.ConditionTrue, ObservedGeneration: gen, Reason: "Reconciled", Message: readyMessage(room, running)})
 		meta.RemoveStatusCondition(&st.Conditions, livev1.ConditionReconciling)
 	}

@@ -22,6 +22,8 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	livev1 "github.com/liveroom-io/liveroom-operator/api/v1alpha1"
+	"github.com/liveroom-io/liveroom-operator/internal/tencent"
+	"github.com/liveroom-io/liveroom-operator/internal/tencent/faketencent"
 	"github.com/liveroom-io/liveroom-operator/internal/testenv"
 )
 
@@ -29,10 +31,11 @@ import (
 const testTTL = 3 * time.Second
 
 var (
-	k8s        client.Client // direct, uncached
-	mgrClient  client.Client // the manager's cached client
-	testScheme = runtime.NewScheme()
-	nsCounter  atomic.Int32
+	fakeTencent *faketencent.Server
+	k8s         client.Client // direct, uncached
+	mgrClient   client.Client // the manager's cached client
+	testScheme  = runtime.NewScheme()
+	nsCounter   atomic.Int32
 )
 
 func TestMain(m *testing.M) {
@@ -59,7 +62,16 @@ func runSuite(m *testing.M) int {
 		panic(err)
 	}
 	mgrClient = mgr.GetClient()
-	if err := (&LiveRoomReconciler{Client: mgr.GetClient(), Scheme: testScheme, Recorder: mgr.GetEventRecorder(FieldOwner), EndedRoomTTL: testTTL}).SetupWithManager(mgr); err != nil {
+	fakeTencent = faketencent.New(1400000000, "administrator", "secret-key")
+	defer fakeTencent.Close()
+	tc, err := tencent.NewClient(tencent.Config{
+		BaseURL: fakeTencent.URL(), SDKAppID: 1400000000, AdminUser: "administrator",
+		SecretKey: func() (string, error) { return "secret-key", nil }, BaseBackoff: 10 * time.Millisecond, ListRate: -1, DefaultRate: -1,
+	})
+	if err != nil {
+		panic(err)
+	}
+	if err := (&LiveRoomReconciler{Client: mgr.GetClient(), Scheme: testScheme, Recorder: mgr.GetEventRecorder(FieldOwner), EndedRoomTTL: testTTL, Tencent: tc}).SetupWithManager(mgr); err != nil {
 		panic(err)
 	}
 	if err := (&RecordingPolicyReconciler{Client: mgr.GetClient(), Scheme: testScheme}).SetupWithManager(mgr); err != nil {

@@ -1,0 +1,161 @@
+package controllers
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
+	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	livev1 "github.com/liveroom-io/liveroom-operator/api/v1alpha1"
+	"github.com/liveroom-io/liveroom-operator/internal/tencent"
+)
+
+func declaredRoom(ns, name, roomID string, policy livev1.DeletionPolicy) *livev1.LiveRoom {
+	return &livev1.LiveRoom{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: livev1.LiveRoomSpec{
+			RoomID: roomID, SDKAppID: 1400000000, RoomName: "from git", Owner: "gitops", MaxMemberCount: 300,
+			Seats: livev1.SeatSpec{Enabled: true, Mode: livev1.SeatModeApplyToTake, Max: 16}, Categories: []int64{1, 2},
+			DeletionPolicy: policy,
+		},
+	}
+}
+
+func syncedReason(t *testing.T, room *livev1.LiveRoom) func() string {
+	return func() string {
+		var cur livev1.LiveRoom
+		if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(room), &cur); err != nil {
+			return err.Error()
+		}
+		c := meta.FindStatusCondition(cur.Status.Conditions, livev1.ConditionSynced)
+		if c == nil || c.ObservedGeneration != cur.Generation {
+			return ""
+		}
+		return string(c.Status) + "/" + c.Reason
+	}
+}
+
+func gone(room *livev1.LiveRoom) func() bool {
+	return func() bool {
+		return apierrors.IsNotFound(k8s.Get(context.Background(), client.ObjectKeyFromObject(room), &livev1.LiveRoom{}))
+	}
+}
+
+func TestDeclaredRoomCreatedUpdatedDestroyed(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	ctx := context.Background()
+	room := declaredRoom(ns, "git-room", "git-room-1", "")
+	g.Expect(k8s.Create(ctx, room)).To(Succeed())
+
+	g.Eventually(syncedReason(t, room), wait).Should(Equal("True/Created"))
+	info, ok := fakeTencent.Room("git-room-1")
+	g.Expect(ok).To(BeTrue())
+	g.Expect(*info.RoomName).To(Equal("from git"))
+	g.Expect(string(info.OwnerAccount)).To(Equal("gitops"))
+	g.Expect(info.TakeSeatMode).To(BeEquivalentTo(livev1.SeatModeApplyToTake))
+	cur := getRoom(t, room)
+	g.Expect(cur.Finalizers).To(ContainElement(livev1.RoomFinalizer))
+	g.Expect(kstatusOf(t, cur)).To(Equal(status.CurrentStatus))
+
+	// A spec change reaches Tencent.
+	patch := client.MergeFrom(cur.DeepCopy())
+	cur.Spec.RoomName = "renamed in git"
+	g.Expect(k8s.Patch(ctx, cur, patch)).To(Succeed())
+	g.Eventually(syncedReason(t, room), wait).Should(Equal("True/Updated"))
+	info, _ = fakeTencent.Room("git-room-1")
+	g.Expect(*info.RoomName).To(Equal("renamed in git"))
+
+	// Deleting it destroys the room in Tencent (deletionPolicy defaults to Destroy).
+	g.Expect(k8s.Delete(ctx, cur)).To(Succeed())
+	g.Eventually(gone(room), wait).Should(BeTrue())
+	_, ok = fakeTencent.Room("git-room-1")
+	g.Expect(ok).To(BeFalse())
+}
+
+func TestDeclaredRoomOrphanedAndAlreadyGone(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	ctx := context.Background()
+	orphan := declaredRoom(ns, "orphan", "orphan-1", livev1.DeletionPolicyOrphan)
+	g.Expect(k8s.Create(ctx, orphan)).To(Succeed())
+	g.Eventually(syncedReason(t, orphan), wait).Should(Equal("True/Created"))
+	g.Expect(k8s.Delete(ctx, orphan)).To(Succeed())
+	g.Eventually(gone(orphan), wait).Should(BeTrue())
+	_, ok := fakeTencent.Room("orphan-1")
+	g.Expect(ok).To(BeTrue(), "Orphan leaves the room in Tencent")
+
+	// Destroyed in Tencent already (100004): deleting the object still completes.
+	vanished := declaredRoom(ns, "vanished", "vanished-1", "")
+	g.Expect(k8s.Create(ctx, vanished)).To(Succeed())
+	g.Eventually(syncedReason(t, vanished), wait).Should(Equal("True/Created"))
+	fakeTencent.RemoveRoom("vanished-1")
+	g.Expect(k8s.Delete(ctx, vanished)).To(Succeed())
+	g.Eventually(gone(vanished), wait).Should(BeTrue())
+}
+
+func TestDeclaredRoomExistingInTencent(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	ctx := context.Background()
+
+	// Same owner (100010): the room is usable as it is.
+	fakeTencent.AddRoom(tencent.RoomInfo{RoomID: "mine-1", RoomType: "Live", OwnerAccount: "gitops"})
+	mine := declaredRoom(ns, "mine", "mine-1", "")
+	g.Expect(k8s.Create(ctx, mine)).To(Succeed())
+	g.Eventually(syncedReason(t, mine), wait).Should(Equal("True/Created"))
+
+	// Another owner (100003): Stalled, not retried, and never destroyed by us.
+	fakeTencent.AddRoom(tencent.RoomInfo{RoomID: "theirs-1", RoomType: "Live", OwnerAccount: "someone-else"})
+	theirs := declaredRoom(ns, "theirs", "theirs-1", "")
+	g.Expect(k8s.Create(ctx, theirs)).To(Succeed())
+	g.Eventually(syncedReason(t, theirs), wait).Should(Equal("False/RoomIDTaken"))
+	cur := getRoom(t, theirs)
+	g.Expect(kstatusOf(t, cur)).To(Equal(status.FailedStatus), "%+v gen %d obs %d", cur.Status.Conditions, cur.Generation, cur.Status.ObservedGeneration)
+	g.Expect(meta.FindStatusCondition(cur.Status.Conditions, livev1.ConditionSynced).Message).To(ContainSubstring("100003"))
+	calls := fakeTencent.Calls(tencent.RESTCreateRoom)
+	g.Consistently(func() int { return fakeTencent.Calls(tencent.RESTCreateRoom) }, 2*time.Second).Should(Equal(calls), "no retry loop")
+	g.Expect(k8s.Delete(ctx, cur)).To(Succeed())
+	g.Eventually(gone(theirs), wait).Should(BeTrue())
+	_, ok := fakeTencent.Room("theirs-1")
+	g.Expect(ok).To(BeTrue(), "another owner's room is never destroyed")
+}
+
+func TestDeclaredRoomRetriesTencentErrors(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	ctx := context.Background()
+	// More failures than the client retries: the controller reports and retries later.
+	fakeTencent.FailNext(tencent.RESTCreateRoom, tencent.CodeInternal, 6)
+	room := declaredRoom(ns, "flaky", "flaky-1", "")
+	g.Expect(k8s.Create(ctx, room)).To(Succeed())
+	g.Eventually(func() string {
+		c := meta.FindStatusCondition(getRoom(t, room).Status.Conditions, livev1.ConditionSynced)
+		if c == nil {
+			return ""
+		}
+		return c.Reason + " " + c.Message
+	}, wait).Should(And(HavePrefix("CreateFailed"), ContainSubstring("100001")))
+	g.Eventually(syncedReason(t, room), wait).Should(Equal("True/Created"))
+}
+
+func TestDeclaredRoomWithoutTencentAPIIsStalled(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	room := declaredRoom("any", "no-api", "no-api-1", "")
+	r := &LiveRoomReconciler{Recorder: &events.FakeRecorder{}}
+	res := r.syncDeclared(ctx, room)
+	g.Expect(res.err).NotTo(HaveOccurred())
+	g.Expect(res.stalled).NotTo(BeNil())
+	g.Expect(res.stalled.Status).To(Equal(metav1.ConditionTrue))
+	g.Expect(res.stalled.Reason).To(Equal(reasonNoAPI))
+	g.Expect(res.synced.Status).To(Equal(metav1.ConditionFalse))
+	g.Expect(room.Finalizers).To(BeEmpty(), "no finalizer that nothing could ever remove")
+}

@@ -1,0 +1,743 @@
+// Command callbacks benchmarks the callback server's create path against raw API writes.
+//
+// It starts a real etcd + kube-apiserver (envtest, bin/k8s/1.37.2), a manager with the
+// cache configured as main.go configures it, the roomstore index and a callback server
+// listening on 127.0.0.1:0 with a token, and then, per concurrency level, interleaves in
+// rounds three ways of storing the same new LiveRooms:
+//
+//   - callbacks:      signed POST /callback of Live.CallbackAfterCreateRoom; the server
+//     answers once the room is stored (server-side apply of the object, then of its status).
+//   - create+status:  the fair baseline, a controller-runtime client without cache doing
+//     Create of the same LiveRoom followed by Status().Update with the same status.
+//   - create only:    Create alone, shown for transparency (half the writes of the others).
+//
+// Every request uses a distinct RoomId. Latency is the client-side round trip of a whole
+// request (for the baselines: both writes). Client, callback server, etcd and kube-apiserver
+// all share the machine's cores.
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"reflect"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	apiruntime "k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/selection"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	livev1 "github.com/liveroom-io/liveroom-operator/api/v1alpha1"
+	"github.com/liveroom-io/liveroom-operator/internal/naming"
+	"github.com/liveroom-io/liveroom-operator/internal/roomstate"
+	"github.com/liveroom-io/liveroom-operator/internal/roomstore"
+	"github.com/liveroom-io/liveroom-operator/internal/tencent"
+	"github.com/liveroom-io/liveroom-operator/internal/testenv"
+	"github.com/liveroom-io/liveroom-operator/webhookserver"
+)
+
+const (
+	sdkAppID = 1400000000
+	token    = "bench-callback-token"
+	// Namespaces of the three modes; the manager's cache watches all of them, as main.go's does.
+	nsCallbacks    = "bench-callbacks"
+	nsCreateStatus = "bench-create-status"
+	nsCreateOnly   = "bench-create-only"
+	nsNoEvents     = "bench-callbacks-noevents"
+)
+
+type mode int
+
+const (
+	modeCallback mode = iota
+	modeCreateStatus
+	modeCreateOnly
+	// modeNoEvents is a diagnostic: callbacks to a second server that records no Events.
+	modeNoEvents
+	numModes
+)
+
+var modeNames = [numModes]string{"callbacks", "create+status", "create only", "cb, no Events"}
+
+type flags struct {
+	levels     []int
+	requests   []int
+	rounds     int
+	warmup     int
+	qps        float64
+	burst      int
+	timeout    time.Duration
+	noEvents   bool
+	cpuProfile string
+}
+
+func parseFlags() (*flags, error) {
+	f := &flags{}
+	levels := flag.String("levels", "1,16,64", "concurrency levels, comma-separated")
+	requests := flag.String("requests", "400,1600,1600", "requests per mode at each level (one value, or one per level)")
+	flag.IntVar(&f.rounds, "rounds", 4, "rounds per level; each round runs every mode on its share of the requests, in rotating order")
+	flag.IntVar(&f.warmup, "warmup", 200, "unmeasured requests per mode at concurrency 16 before the first level")
+	flag.Float64Var(&f.qps, "qps", 5000, "client QPS of the callback server's manager and of the baseline client")
+	flag.IntVar(&f.burst, "burst", 10000, "client burst of the callback server's manager and of the baseline client")
+	flag.DurationVar(&f.timeout, "callback-timeout", 1500*time.Millisecond, "the server's time to store a callback before answering 503 (--callback-timeout)")
+	flag.BoolVar(&f.noEvents, "no-events-mode", true, "also measure, as a diagnostic, callbacks to a second server that records no Events (the operator records one per new room)")
+	flag.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (client + callback server) over the measured levels")
+	flag.Parse()
+	var err error
+	if f.levels, err = intList(*levels); err != nil {
+		return nil, fmt.Errorf("-levels: %w", err)
+	}
+	if f.requests, err = intList(*requests); err != nil {
+		return nil, fmt.Errorf("-requests: %w", err)
+	}
+	switch {
+	case len(f.requests) == 1:
+		f.requests = slices.Repeat(f.requests, len(f.levels))
+	case len(f.requests) != len(f.levels):
+		return nil, errors.New("-requests needs one value or one per level")
+	}
+	if f.rounds < 1 {
+		return nil, errors.New("-rounds must be at least 1")
+	}
+	return f, nil
+}
+
+func intList(s string) ([]int, error) {
+	var out []int
+	for _, p := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(p))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%q is not a positive number", p)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func main() {
+	f, err := parseFlags()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "callbacks:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, f); err != nil {
+		fmt.Fprintln(os.Stderr, "callbacks: setup failed:", err)
+		os.Exit(1)
+	}
+}
+
+func newScheme() *apiruntime.Scheme {
+	s := apiruntime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(livev1.AddToScheme(s))
+	return s
+}
+
+// bench holds what every request needs.
+type bench struct {
+	f          *flags
+	url        string
+	urlNoEv    string
+	http       *http.Client
+	raw        client.Client // controller-runtime client without cache
+	createTime int64         // CreateTime of every room, so objects compare equal
+	seq        atomic.Int64  // distinct RoomIds
+	metricsCl  rest.Interface
+}
+
+func run(ctx context.Context, f *flags) error {
+	ctrl.SetLogger(logr.Discard())
+	env, cfg, err := testenv.Start()
+	if err != nil {
+		return err
+	}
+	defer func() { _ = env.Stop() }()
+	cfg.QPS, cfg.Burst = float32(f.qps), f.burst
+	scheme := newScheme()
+
+	raw, err := client.New(rest.CopyConfig(cfg), client.Options{Scheme: scheme})
+	if err != nil {
+		return err
+	}
+	for _, ns := range []string{nsCallbacks, nsCreateStatus, nsCreateOnly, nsNoEvents} {
+		if err := raw.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+			return err
+		}
+	}
+
+	// The manager as main.go builds it, without the reconcilers.
+	mgr, err := ctrl.NewManager(rest.CopyConfig(cfg), manager.Options{
+		Scheme:                 scheme,
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		Cache: cache.Options{
+			DefaultTransform: cache.TransformStripManagedFields(),
+			ByObject:         map[client.Object]cache.ByObject{&batchv1.Job{}: {Label: recordingJobs()}},
+		},
+	})
+	if err != nil {
+		return err
+	}
+	if err := roomstore.IndexRoomID(ctx, mgr.GetFieldIndexer()); err != nil {
+		return err
+	}
+	tokens, err := webhookserver.NewTokens("", token)
+	if err != nil {
+		return err
+	}
+	newServer := func(ns string, recorder events.EventRecorder) (*webhookserver.Server, error) {
+		srv := webhookserver.New(webhookserver.Options{
+			BindAddress: "127.0.0.1:0", SDKAppID: sdkAppID, Namespace: ns, Tokens: tokens, Timeout: f.timeout,
+		}, mgr.GetClient(), mgr.GetAPIReader(), recorder, webhookserver.NewMetrics(prometheus.NewRegistry()), logr.Discard())
+		return srv, mgr.Add(srv)
+	}
+	// The server under test, as main.go wires it (with its Event recorder).
+	srv, err := newServer(nsCallbacks, mgr.GetEventRecorder(webhookserver.FieldOwner))
+	if err != nil {
+		return err
+	}
+	// The diagnostic twin: same manager, client and cache, no Events.
+	srvNoEv, err := newServer(nsNoEvents, nil)
+	if err != nil {
+		return err
+	}
+	mgrCtx, stopMgr := context.WithCancel(ctx)
+	mgrDone := make(chan error, 1)
+	go func() { mgrDone <- mgr.Start(mgrCtx) }()
+	defer func() { stopMgr(); <-mgrDone }()
+	deadline := time.Now().Add(60 * time.Second)
+	for srv.Addr() == nil || srvNoEv.Addr() == nil || !mgr.GetCache().WaitForCacheSync(ctx) {
+		select {
+		case err := <-mgrDone:
+			return fmt.Errorf("manager stopped: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return errors.New("callback server did not start")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	maxConc := slices.Max(f.levels)
+	b := &bench{
+		f:       f,
+		url:     "http://" + srv.Addr().String() + "/callback",
+		urlNoEv: "http://" + srvNoEv.Addr().String() + "/callback",
+		http: &http.Client{Transport: &http.Transport{
+			MaxIdleConns: 4 * maxConc, MaxIdleConnsPerHost: 4 * maxConc, IdleConnTimeout: 90 * time.Second, DisableCompression: true,
+		}, Timeout: 30 * time.Second},
+		raw:        raw,
+		createTime: time.Now().Unix(),
+	}
+	mcfg := rest.CopyConfig(cfg)
+	mcfg.QPS, mcfg.Burst = -1, 0 // no client-side limit for the metrics scrape
+	if b.metricsCl, err = rest.UnversionedRESTClientFor(withCodecs(mcfg)); err != nil {
+		return err
+	}
+
+	fmt.Printf("GOMAXPROCS=%d, NumCPU=%d: client, callback server, kube-apiserver and etcd share these cores.\n", runtime.GOMAXPROCS(0), runtime.NumCPU())
+	fmt.Printf("client QPS/burst %g/%d on both sides; %d rounds per level, modes interleaved in rotating order\n",
+		f.qps, f.burst, f.rounds)
+	modes := []mode{modeCallback, modeCreateStatus, modeCreateOnly}
+	if f.noEvents {
+		modes = append(modes, modeNoEvents)
+	}
+
+	// Warm-up: connections, informers, apiserver caches; nothing recorded.
+	for _, m := range modes {
+		if _, err := b.runMode(ctx, m, 16, f.warmup); err != nil {
+			return fmt.Errorf("warm-up: %w", err)
+		}
+	}
+
+	if f.cpuProfile != "" {
+		pf, err := os.Create(f.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+
+	var results []levelResult
+	var acct [numModes]accounting
+	for m := range numModes {
+		acct[m].api = map[string]float64{}
+		acct[m].cpu = map[string]float64{}
+	}
+	for li, conc := range f.levels {
+		lr := levelResult{conc: conc}
+		n := f.requests[li]
+		for r := range f.rounds {
+			share := n / f.rounds
+			if r == f.rounds-1 {
+				share = n - share*(f.rounds-1)
+			}
+			for k := range modes {
+				m := modes[(r+k)%len(modes)]
+				apiBefore, cpuBefore := b.scrape(ctx), cpuTicks()
+				res, err := b.runMode(ctx, m, conc, share)
+				if err != nil {
+					return err
+				}
+				cpuAfter, apiAfter := cpuTicks(), b.scrape(ctx)
+				acct[m].add(share, apiBefore, apiAfter, cpuBefore, cpuAfter)
+				lr.modes[m].add(res)
+			}
+		}
+		results = append(results, lr)
+	}
+	pprof.StopCPUProfile()
+
+	printTable(results, f.noEvents)
+	printAccounting(acct, modes)
+	return b.verify(ctx)
+}
+
+// recordingJobs is main.go's Job cache selector.
+func recordingJobs() labels.Selector {
+	req, err := labels.NewRequirement(livev1.RoomLabel, selection.Exists, nil)
+	utilruntime.Must(err)
+	return labels.NewSelector().Add(*req)
+}
+
+// runResult is one run of a mode: per-request latencies and the wall time.
+type runResult struct {
+	lat    []time.Duration
+	errs   int
+	wall   time.Duration
+	sample error
+}
+
+// runMode sends n requests of mode m from conc workers and waits for all answers.
+func (b *bench) runMode(ctx context.Context, m mode, conc, n int) (runResult, error) {
+	// Everything a request needs is prepared before the clock starts.
+	ids := make([]string, n)
+	var objs []*livev1.LiveRoom
+	for i := range ids {
+		ids[i] = fmt.Sprintf("bench-%d", b.seq.Add(1))
+	}
+	if m == modeCreateStatus || m == modeCreateOnly {
+		objs = make([]*livev1.LiveRoom, n)
+		ns := nsCreateStatus
+		if m == modeCreateOnly {
+			ns = nsCreateOnly
+		}
+		for i, id := range ids {
+			o, err := b.roomObject(id, ns)
+			if err != nil {
+				return runResult{}, err
+			}
+			objs[i] = o
+		}
+	}
+	res := runResult{lat: make([]time.Duration, n)}
+	failed := make([]error, n)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range min(conc, n) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n || ctx.Err() != nil {
+					return
+				}
+				t0 := time.Now()
+				var err error
+				switch m {
+				case modeCallback:
+					err = b.callback(ctx, b.url, ids[i])
+				case modeNoEvents:
+					err = b.callback(ctx, b.urlNoEv, ids[i])
+				case modeCreateStatus:
+					err = b.createStatus(ctx, objs[i])
+				case modeCreateOnly:
+					err = b.raw.Create(ctx, objs[i])
+				}
+				res.lat[i] = time.Since(t0)
+				failed[i] = err
+			}
+		}()
+	}
+	wg.Wait()
+	res.wall = time.Since(start)
+	if ctx.Err() != nil {
+		return res, ctx.Err()
+	}
+	ok := res.lat[:0]
+	for i, err := range failed {
+		if err != nil {
+			res.errs++
+			res.sample = err
+			continue
+		}
+		ok = append(ok, res.lat[i])
+	}
+	res.lat = ok
+	return res, nil
+}
+
+// body is the Tencent create callback of a room, as server_test.go sends it.
+func (b *bench) body(roomID string) string {
+	return fmt.Sprintf(`{"CallbackCommand":"Live.CallbackAfterCreateRoom","Operator_Account":"admin","RoomInfo":{"RoomId":%q,"RoomName":%q,"RoomType":"Live","Owner_Account":"user3","MaxMemberCount":300,"IsMessageDisabled":true,"CustomInfo":"custom123","IsSeatEnabled":true,"TakeSeatMode":"ApplyToTake","MaxSeatCount":16,"CreateTime":%d,"IsPublicVisible":true,"CoverURL":"cover url","Category":[1,2]}}`,
+		roomID, roomID, b.createTime)
+}
+
+func (b *bench) callback(ctx context.Context, target, roomID string) error {
+	rt := strconv.FormatInt(time.Now().Unix(), 10)
+	q := url.Values{}
+	q.Set("SdkAppid", strconv.Itoa(sdkAppID))
+	q.Set("CallbackCommand", tencent.CommandCreateRoom)
+	q.Set("contenttype", "json")
+	q.Set("ClientIP", "127.0.0.1")
+	q.Set("OptPlatform", "RESTAPI")
+	q.Set("RequestTime", rt)
+	q.Set("Sign", webhookserver.Sign(token, rt))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target+"?"+q.Encode(), strings.NewReader(b.body(roomID)))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := b.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	ans, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK || !bytes.Contains(ans, []byte(`"ActionStatus":"OK"`)) {
+		return fmt.Errorf("HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(ans))
+	}
+	return nil
+}
+
+// roomObject is the LiveRoom the callback server stores for the room's create callback:
+// the same decoder, mutation, labels and annotation, in another namespace.
+func (b *bench) roomObject(roomID, ns string) (*livev1.LiveRoom, error) {
+	cb, err := tencent.Decode([]byte(b.body(roomID)), tencent.CommandCreateRoom)
+	if err != nil {
+		return nil, err
+	}
+	room := &livev1.LiveRoom{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: naming.RoomObjectName(roomID), Namespace: ns,
+			Annotations: map[string]string{livev1.OriginAnnotation: livev1.OriginCallback},
+		},
+		Spec: livev1.LiveRoomSpec{RoomID: roomID, SDKAppID: sdkAppID},
+	}
+	if out := roomstate.ForCallback(cb, time.Now())(room); out != roomstate.Created {
+		return nil, fmt.Errorf("unexpected outcome %s", out)
+	}
+	room.Labels = roomstate.Labels(&room.Spec)
+	return room, nil
+}
+
+// createStatus stores a new room in two writes, as the callback path does: the object,
+// then its status through the status subresource.
+func (b *bench) createStatus(ctx context.Context, room *livev1.LiveRoom) error {
+	st := room.Status.DeepCopy()
+	if err := b.raw.Create(ctx, room); err != nil {
+		return err
+	}
+	room.Status = *st
+	return b.raw.Status().Update(ctx, room)
+}
+
+// verify checks that both paths stored the same rooms.
+func (b *bench) verify(ctx context.Context) error {
+	var cbRooms, bsRooms livev1.LiveRoomList // the create-only rooms have no status to compare
+	if err := b.raw.List(ctx, &cbRooms, client.InNamespace(nsCallbacks)); err != nil {
+		return err
+	}
+	if err := b.raw.List(ctx, &bsRooms, client.InNamespace(nsCreateStatus)); err != nil {
+		return err
+	}
+	live := 0
+	for i := range cbRooms.Items {
+		if cbRooms.Items[i].Status.Phase == livev1.RoomPhaseLive {
+			live++
+		}
+	}
+	same := "no rooms to compare"
+	if len(cbRooms.Items) > 0 && len(bsRooms.Items) > 0 {
+		same = "identical"
+		if d := compareRooms(&cbRooms.Items[0], &bsRooms.Items[0]); d != "" {
+			same = "DIFFERENT: " + d
+		}
+	}
+	fmt.Printf("stored: %d callback rooms (%d Live), %d create+status rooms; callback room vs baseline room (spec, labels, annotations, status): %s\n",
+		len(cbRooms.Items), live, len(bsRooms.Items), same)
+	return nil
+}
+
+func compareRooms(a, b *livev1.LiveRoom) string {
+	norm := func(r *livev1.LiveRoom) *livev1.LiveRoom {
+		r = r.DeepCopy()
+		r.Spec.RoomID, r.Spec.RoomName = "", ""
+		return r
+	}
+	a, b = norm(a), norm(b)
+	switch {
+	case !reflect.DeepEqual(a.Spec, b.Spec):
+		return fmt.Sprintf("spec %+v vs %+v", a.Spec, b.Spec)
+	case !reflect.DeepEqual(a.Labels, b.Labels):
+		return fmt.Sprintf("labels %v vs %v", a.Labels, b.Labels)
+	case !reflect.DeepEqual(a.Annotations, b.Annotations):
+		return fmt.Sprintf("annotations %v vs %v", a.Annotations, b.Annotations)
+	case !reflect.DeepEqual(a.Status, b.Status):
+		return fmt.Sprintf("status %+v vs %+v", a.Status, b.Status)
+	}
+	return ""
+}
+
+// stats aggregates the runs of one mode at one level.
+type stats struct {
+	lat  []time.Duration
+	wall time.Duration
+	errs int
+	last error
+}
+
+func (s *stats) add(r runResult) {
+	s.lat = append(s.lat, r.lat...)
+	s.wall += r.wall
+	s.errs += r.errs
+	if r.sample != nil {
+		s.last = r.sample
+	}
+}
+
+func (s *stats) rate() float64 { return float64(len(s.lat)) / s.wall.Seconds() }
+
+func (s *stats) pct(p float64) time.Duration {
+	if len(s.lat) == 0 {
+		return 0
+	}
+	slices.Sort(s.lat)
+	i := int(float64(len(s.lat))*p+0.999999) - 1
+	return s.lat[max(0, min(i, len(s.lat)-1))]
+}
+
+type levelResult struct {
+	conc  int
+	modes [numModes]stats
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1fms", float64(d)/float64(time.Millisecond)) }
+
+func printTable(results []levelResult, noEvents bool) {
+	fmt.Println()
+	fmt.Printf("%4s | %9s %8s %8s | %9s %8s %8s | %9s %8s %8s | %6s %6s\n",
+		"conc", "cb/s", "p50", "p99", "ops/s", "p50", "p99", "ops/s", "p50", "p99", "tput", "p99")
+	fmt.Printf("%4s | %-28s | %-28s | %-28s | %s\n", "", "callbacks", "baseline: create+status", "baseline: create only", "cb / create+status")
+	for _, r := range results {
+		cb, cs, c := &r.modes[modeCallback], &r.modes[modeCreateStatus], &r.modes[modeCreateOnly]
+		fmt.Printf("%4d | %9.1f %8s %8s | %9.1f %8s %8s | %9.1f %8s %8s | %6.2f %6.2f\n",
+			r.conc, cb.rate(), ms(cb.pct(.5)), ms(cb.pct(.99)),
+			cs.rate(), ms(cs.pct(.5)), ms(cs.pct(.99)),
+			c.rate(), ms(c.pct(.5)), ms(c.pct(.99)),
+			cb.rate()/cs.rate(), float64(cb.pct(.99))/float64(cs.pct(.99)))
+	}
+	fmt.Println()
+	for _, r := range results {
+		cb, cs := &r.modes[modeCallback], &r.modes[modeCreateStatus]
+		tput, p99 := cb.rate()/cs.rate(), float64(cb.pct(.99))/float64(cs.pct(.99))
+		verdict := "PASS"
+		if tput < 0.8 || p99 > 1.5 {
+			verdict = "FAIL"
+		}
+		fmt.Printf("c=%-3d %s  throughput ratio %.2f (target >= 0.80), p99 ratio %.2f (target <= 1.50)\n", r.conc, verdict, tput, p99)
+		for m := range numModes {
+			if s := &r.modes[m]; s.errs > 0 {
+				fmt.Printf("       %s: %d failed requests (excluded from latencies), e.g. %v\n", modeNames[m], s.errs, s.last)
+			}
+		}
+	}
+	if noEvents {
+		fmt.Println()
+		fmt.Println("diagnostic, same runs interleaved: callbacks to a twin server that records no Events")
+		for _, r := range results {
+			ne, cs := &r.modes[modeNoEvents], &r.modes[modeCreateStatus]
+			fmt.Printf("c=%-3d %9.1f cb/s  p50 %8s  p99 %8s   vs create+status: throughput %.2f, p99 %.2f\n",
+				r.conc, ne.rate(), ms(ne.pct(.5)), ms(ne.pct(.99)), ne.rate()/cs.rate(), float64(ne.pct(.99))/float64(cs.pct(.99)))
+		}
+	}
+}
+
+// accounting is what one mode cost over all measured runs: kube-apiserver requests and
+// CPU time per process.
+type accounting struct {
+	n   int
+	api map[string]float64
+	cpu map[string]float64
+}
+
+func (a *accounting) add(n int, apiBefore, apiAfter, cpuBefore, cpuAfter map[string]float64) {
+	a.n += n
+	for k, v := range apiAfter {
+		a.api[k] += v - apiBefore[k]
+	}
+	for k, v := range cpuAfter {
+		a.cpu[k] += v - cpuBefore[k]
+	}
+}
+
+// printAccounting shows, per request sent, the kube-apiserver requests each mode caused
+// and the CPU it took in each process. Events are written asynchronously, so a few may
+// be counted in the run that follows.
+func printAccounting(acct [numModes]accounting, modes []mode) {
+	fmt.Println()
+	fmt.Println("per request sent, over the measured levels (apiserver_request_total; CPU from /proc):")
+	for _, m := range modes {
+		a := &acct[m]
+		keys := make([]string, 0, len(a.api))
+		for k, v := range a.api {
+			if v/float64(a.n) >= 0.005 {
+				keys = append(keys, k)
+			}
+		}
+		slices.Sort(keys)
+		parts := make([]string, 0, len(keys))
+		for _, k := range keys {
+			parts = append(parts, fmt.Sprintf("%s %.2f", k, a.api[k]/float64(a.n)))
+		}
+		fmt.Printf("  %-14s API: %s\n", modeNames[m], strings.Join(parts, ", "))
+		fmt.Printf("  %-14s CPU ms: bench process (client+server) %.2f, kube-apiserver %.2f, etcd %.2f\n", "",
+			a.cpu["self"]/float64(a.n), a.cpu["kube-apiserver"]/float64(a.n), a.cpu["etcd"]/float64(a.n))
+	}
+}
+
+// cpuTicks is the CPU time in milliseconds of this process and of its children
+// kube-apiserver and etcd (envtest starts them), from /proc.
+func cpuTicks() map[string]float64 {
+	out := map[string]float64{}
+	self := os.Getpid()
+	read := func(pid string) (comm string, ppid int, ms float64, ok bool) {
+		b, err := os.ReadFile("/proc/" + pid + "/stat")
+		if err != nil {
+			return "", 0, 0, false
+		}
+		s := string(b)
+		open, close := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		if open < 0 || close < 0 {
+			return "", 0, 0, false
+		}
+		fields := strings.Fields(s[close+1:])
+		if len(fields) < 13 {
+			return "", 0, 0, false
+		}
+		ppid, _ = strconv.Atoi(fields[1])
+		utime, _ := strconv.ParseFloat(fields[11], 64)
+		stime, _ := strconv.ParseFloat(fields[12], 64)
+		return s[open+1 : close], ppid, (utime + stime) * 10, true // USER_HZ is 100 on Linux
+	}
+	if _, _, v, ok := read(strconv.Itoa(self)); ok {
+		out["self"] = v
+	}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		if e.Name()[0] < '0' || e.Name()[0] > '9' {
+			continue
+		}
+		if comm, ppid, v, ok := read(e.Name()); ok && ppid == self {
+			out[comm] += v
+		}
+	}
+	return out
+}
+
+// scrape reads apiserver_request_total for the resources the benchmark touches, keyed
+// "VERB resource[/subresource] code".
+func (b *bench) scrape(ctx context.Context) map[string]float64 {
+	out := map[string]float64{}
+	body, err := b.metricsCl.Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		return out
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if !strings.HasPrefix(line, "apiserver_request_total{") {
+			continue
+		}
+		end := strings.LastIndexByte(line, '}')
+		if end < 0 {
+			continue
+		}
+		lbl := parseLabels(line[len("apiserver_request_total{"):end])
+		if lbl["resource"] != "liverooms" && lbl["resource"] != "events" {
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(line[end+1:]), 64)
+		if err != nil {
+			continue
+		}
+		res := lbl["resource"]
+		if lbl["subresource"] != "" {
+			res += "/" + lbl["subresource"]
+		}
+		out[lbl["verb"]+" "+res+" "+lbl["code"]] += v
+	}
+	return out
+}
+
+func parseLabels(s string) map[string]string {
+	out := map[string]string{}
+	for s != "" {
+		eq := strings.IndexByte(s, '=')
+		if eq < 0 || len(s) < eq+2 || s[eq+1] != '"' {
+			break
+		}
+		key, rest := s[:eq], s[eq+2:]
+		end := strings.IndexByte(rest, '"')
+		if end < 0 {
+			break
+		}
+		out[key] = rest[:end]
+		s = strings.TrimPrefix(rest[end+1:], ",")
+	}
+	return out
+}
+
+func withCodecs(cfg *rest.Config) *rest.Config {
+	cfg.GroupVersion = &corev1.SchemeGroupVersion
+	cfg.NegotiatedSerializer = clientgoscheme.Codecs.WithoutConversion()
+	return cfg
+}
