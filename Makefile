@@ -65,6 +65,27 @@ test-e2e: build cluster-bins ## Run the end-to-end tests: bin/manager on a local
 fuzz: ## Fuzz the callback decoder for FUZZTIME.
 	go test ./internal/tencent -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME)
 
+##@ Benchmarks (each prints its figures against a baseline measured in the same run)
+
+.PHONY: bench-callbacks
+bench-callbacks: envtest ## Signed create callbacks vs. raw API-server writes at concurrency 1, 16, 64.
+	KUBEBUILDER_ASSETS="$(K8S_BIN)" go run ./hack/bench/callbacks
+
+.PHONY: bench-reconcile
+bench-reconcile: envtest ## 2,000 live rooms from a cold start: time to all Jobs vs. a bare client loop; heap per room.
+	KUBEBUILDER_ASSETS="$(K8S_BIN)" go run ./hack/bench/reconcile
+
+.PHONY: bench-resync
+bench-resync: envtest ## Resync of 10,000 rooms against the fake Tencent API, with and without its list rate limit.
+	KUBEBUILDER_ASSETS="$(K8S_BIN)" go run ./hack/bench/resync
+
+.PHONY: bench-forward
+bench-forward: ## Latency the operator adds to blocking callbacks; after-event throughput with a slow backend.
+	go run ./hack/bench/forward
+
+.PHONY: bench
+bench: bench-callbacks bench-reconcile bench-resync bench-forward ## All benchmarks.
+
 ##@ Build
 
 .PHONY: build

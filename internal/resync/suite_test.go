@@ -79,9 +79,9 @@ func runSuite(m *testing.M) int {
 	}()
 	syncCtx, syncCancel := context.WithTimeout(ctx, 30*time.Second)
 	defer syncCancel()
-	// Informers start on first use: touch LiveRooms so the cache watches them now.
-	if err := mgr.GetCache().List(syncCtx, &livev1.LiveRoomList{}); err != nil || !mgr.GetCache().WaitForCacheSync(syncCtx) {
-		panic(fmt.Sprintf("cache did not sync: %v", err))
+	// IndexRoomID registered the LiveRoom informer, so this waits for it too.
+	if !mgr.GetCache().WaitForCacheSync(syncCtx) {
+		panic("cache did not sync")
 	}
 	return m.Run()
 }
@@ -168,7 +168,7 @@ func (f *fixture) cached(g Gomega) map[string]livev1.LiveRoom {
 // with the last write of their creation.
 func (f *fixture) waitCached(n int) {
 	f.t.Helper()
-	Eventually(func(g Gomega) {
+	NewWithT(f.t).Eventually(func(g Gomega) {
 		rooms := f.cached(g)
 		g.Expect(rooms).To(HaveLen(n))
 		for id, r := range rooms {

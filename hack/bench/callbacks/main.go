@@ -657,18 +657,18 @@ func cpuTicks() map[string]float64 {
 			return "", 0, 0, false
 		}
 		s := string(b)
-		open, close := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-		if open < 0 || close < 0 {
+		lp, rp := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		if lp < 0 || rp < 0 {
 			return "", 0, 0, false
 		}
-		fields := strings.Fields(s[close+1:])
+		fields := strings.Fields(s[rp+1:])
 		if len(fields) < 13 {
 			return "", 0, 0, false
 		}
 		ppid, _ = strconv.Atoi(fields[1])
 		utime, _ := strconv.ParseFloat(fields[11], 64)
 		stime, _ := strconv.ParseFloat(fields[12], 64)
-		return s[open+1 : close], ppid, (utime + stime) * 10, true // USER_HZ is 100 on Linux
+		return s[lp+1 : rp], ppid, (utime + stime) * 10, true // USER_HZ is 100 on Linux
 	}
 	if _, _, v, ok := read(strconv.Itoa(self)); ok {
 		out["self"] = v
