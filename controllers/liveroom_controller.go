@@ -209,16 +209,18 @@ func (r *LiveRoomReconciler) updateStatus(ctx context.Context, room *livev1.Live
 	running := 0
 	for _, job := range jobs {
 		rs := recordingStatus(job)
-		if prev := findRecording(room.Status.Recordings, rs.Policy); prev != nil && rs.Phase == livev1.RecordingStopped && rs.CompletionTime == nil {
-			rs.CompletionTime = prev.CompletionTime
-		}
+		prev := findRecording(room.Status.Recordings, rs.Policy)
 		if rs.Phase == livev1.RecordingStopped && rs.CompletionTime == nil {
+			// Until the Job controller reports the suspension, the time it was asked for.
 			rs.CompletionTime = &metav1.Time{Time: r.now().Truncate(time.Second)}
+			if prev != nil && prev.CompletionTime != nil {
+				rs.CompletionTime = prev.CompletionTime
+			}
 		}
 		if rs.Phase == livev1.RecordingRunning || rs.Phase == livev1.RecordingPending {
 			running++
 		}
-		if prev := findRecording(room.Status.Recordings, rs.Policy); prev != nil && prev.Phase != rs.Phase && rs.Phase == livev1.RecordingFailed {
+		if rs.Phase == livev1.RecordingFailed && (prev == nil || prev.Phase != rs.Phase) {
 			r.Recorder.Eventf(room, job, corev1.EventTypeWarning, "RecordingFailed", "Run", "Recording Job %s failed", job.Name)
 		}
 		st.Recordings = append(st.Recordings, rs)

@@ -154,7 +154,8 @@ func finished(phase livev1.RecordingPhase) bool {
 	return phase == livev1.RecordingSucceeded || phase == livev1.RecordingFailed
 }
 
-// recordingStatus is the room's view of one recording Job.
+// recordingStatus is the room's view of one recording Job. A stopped recording ends when
+// the Job was suspended; a finished one when the Job completed or failed.
 func recordingStatus(job *batchv1.Job) livev1.RecordingStatus {
 	rs := livev1.RecordingStatus{
 		Policy:    jobPolicy(job),
@@ -162,19 +163,18 @@ func recordingStatus(job *batchv1.Job) livev1.RecordingStatus {
 		Phase:     recordingPhase(job),
 		StartTime: job.Status.StartTime,
 	}
+	var endedBy batchv1.JobConditionType
 	switch rs.Phase {
-	case livev1.RecordingSucceeded, livev1.RecordingFailed:
+	case livev1.RecordingSucceeded:
 		rs.CompletionTime = job.Status.CompletionTime
-		for _, c := range job.Status.Conditions {
-			if rs.CompletionTime == nil && (c.Type == batchv1.JobFailed) && c.Status == corev1.ConditionTrue {
-				rs.CompletionTime = &c.LastTransitionTime
-			}
-		}
+	case livev1.RecordingFailed:
+		endedBy = batchv1.JobFailed
 	case livev1.RecordingStopped:
-		for _, c := range job.Status.Conditions {
-			if c.Type == batchv1.JobSuspended && c.Status == corev1.ConditionTrue {
-				rs.CompletionTime = &c.LastTransitionTime
-			}
+		endedBy = batchv1.JobSuspended
+	}
+	for _, c := range job.Status.Conditions {
+		if c.Type == endedBy && c.Status == corev1.ConditionTrue {
+			rs.CompletionTime = &c.LastTransitionTime
 		}
 	}
 	return rs

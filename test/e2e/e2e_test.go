@@ -143,8 +143,9 @@ type manager struct {
 
 var managerCount atomic.Int32
 
-// startManager runs bin/manager as the installed ServiceAccount, as the Deployment would.
-func startManager(t *testing.T) *manager {
+// startManager runs bin/manager as the installed ServiceAccount, as the Deployment would,
+// with rooms in roomNS unless extra flags say otherwise.
+func startManager(t *testing.T, extra ...string) *manager {
 	t.Helper()
 	n := managerCount.Add(1)
 	kubeconfig := filepath.Join(work, fmt.Sprintf("manager-%d.kubeconfig", n))
@@ -164,11 +165,13 @@ func startManager(t *testing.T) *manager {
 		t.Fatal(err)
 	}
 	m := &manager{name: fmt.Sprintf("manager-%d", n), callback: "127.0.0.1:" + ports[0], metrics: "127.0.0.1:" + ports[1], probes: "127.0.0.1:" + ports[2], done: make(chan struct{})}
-	m.cmd = exec.Command(filepath.Join(root(), "bin", "manager"),
-		"--kubeconfig="+kubeconfig, "--sdk-app-id="+appID, "--room-namespace="+roomNS,
-		"--callback-token-file="+tokens, "--leader-elect", "--leader-election-namespace="+operatorNS,
-		"--callback-bind-address="+m.callback, "--metrics-bind-address="+m.metrics,
-		"--health-probe-bind-address="+m.probes, "--ended-room-ttl=1h", "--zap-log-level=debug")
+	args := append([]string{
+		"--kubeconfig=" + kubeconfig, "--sdk-app-id=" + appID, "--room-namespace=" + roomNS,
+		"--callback-token-file=" + tokens, "--leader-elect", "--leader-election-namespace=" + operatorNS,
+		"--callback-bind-address=" + m.callback, "--metrics-bind-address=" + m.metrics,
+		"--health-probe-bind-address=" + m.probes, "--ended-room-ttl=1h", "--zap-log-level=debug",
+	}, extra...)
+	m.cmd = exec.Command(filepath.Join(root(), "bin", "manager"), args...)
 	m.cmd.Stdout, m.cmd.Stderr = log, log
 	m.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := m.cmd.Start(); err != nil {
