@@ -33,6 +33,7 @@ import (
 	livev1 "github.com/liveroom-io/liveroom-operator/api/v1alpha1"
 	"github.com/liveroom-io/liveroom-operator/controllers"
 	"github.com/liveroom-io/liveroom-operator/internal/forward"
+	"github.com/liveroom-io/liveroom-operator/internal/resync"
 	"github.com/liveroom-io/liveroom-operator/internal/roomstore"
 	"github.com/liveroom-io/liveroom-operator/internal/tencent"
 	"github.com/liveroom-io/liveroom-operator/webhookserver"
@@ -97,6 +98,9 @@ func parseFlags(args []string) (*options, error) {
 	}
 	if o.roomNamespace == "" {
 		o.roomNamespace = podNamespace()
+	}
+	if o.resyncInterval <= 0 {
+		return nil, errors.New("--resync-interval must be positive")
 	}
 	return o, nil
 }
@@ -203,7 +207,7 @@ func run(ctx context.Context, args []string) error {
 		}
 		forwarder = f
 	}
-	srv := webhookserver.New(webhookserver.Options{
+	callbackOpts := webhookserver.Options{
 		BindAddress: o.callbackBindAddress,
 		SDKAppID:    o.sdkAppID,
 		Namespace:   o.roomNamespace,
@@ -211,8 +215,9 @@ func run(ctx context.Context, args []string) error {
 		MaxSkew:     o.callbackMaxSkew,
 		Timeout:     o.callbackTimeout,
 		Forwarder:   forwarder,
-	}, mgr.GetClient(), mgr.GetAPIReader(), mgr.GetEventRecorder(webhookserver.FieldOwner),
-		webhookserver.NewMetrics(metrics.Registry), log.WithName("callback"))
+	}
+	store := webhookserver.NewStore(callbackOpts, mgr.GetClient(), mgr.GetAPIReader(), mgr.GetEventRecorder(webhookserver.FieldOwner))
+	srv := webhookserver.NewWithStore(callbackOpts, store, webhookserver.NewMetrics(metrics.Registry), log.WithName("callback"))
 	if err := mgr.Add(srv); err != nil {
 		return err
 	}
@@ -239,7 +244,18 @@ func run(ctx context.Context, args []string) error {
 	var rooms controllers.TencentRooms
 	if tencentClient != nil {
 		rooms = tencentClient
-		setupLog.Info("Tencent REST API enabled: declared rooms are synced", "url", o.tencentAPIURL, "admin", o.tencentAdminUser)
+		if err := mgr.Add(&resync.Resyncer{
+			Store:     store,
+			Reader:    mgr.GetCache(),
+			Tencent:   tencentClient,
+			Namespace: o.roomNamespace,
+			Interval:  o.resyncInterval,
+			Metrics:   resync.NewMetrics(metrics.Registry),
+			Log:       log.WithName("resync"),
+		}); err != nil {
+			return fmt.Errorf("adding the resync: %w", err)
+		}
+		setupLog.Info("Tencent REST API enabled: resync and declared rooms", "url", o.tencentAPIURL, "admin", o.tencentAdminUser, "resyncInterval", o.resyncInterval)
 	} else {
 		setupLog.Info("No Tencent secret key: running callback-only (no resync; declared rooms are not created in Tencent). Set --tencent-secret-key-file or LIVEROOM_TENCENT_SECRET_KEY to enable")
 	}

@@ -109,3 +109,29 @@ func TestManagerStartsAndServes(t *testing.T) {
 		t.Fatal("manager did not stop")
 	}
 }
+
+func TestSecretKeyRereadFromFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "secret-key")
+	if err := os.WriteFile(path, []byte("first\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	key := secretKey(path)
+	if k, err := key(); err != nil || k != "first" {
+		t.Fatalf("got %q %v", k, err)
+	}
+	// A rotated Secret is seen on the next read, without a restart.
+	if err := os.WriteFile(path, []byte("second"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if k, err := key(); err != nil || k != "second" {
+		t.Fatalf("after rotation got %q %v", k, err)
+	}
+	t.Setenv("LIVEROOM_TENCENT_SECRET_KEY", "from-env")
+	if k, _ := secretKey("")(); k != "from-env" {
+		t.Fatalf("env key %q", k)
+	}
+	t.Setenv("LIVEROOM_TENCENT_SECRET_KEY", "")
+	if secretKey("") != nil {
+		t.Fatal("no key must mean callback-only")
+	}
+}

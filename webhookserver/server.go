@@ -73,10 +73,20 @@ type Server struct {
 
 // New builds a server that writes LiveRooms through c (cached reads) and apiReader.
 func New(opts Options, c client.Client, apiReader client.Reader, recorder events.EventRecorder, metrics *Metrics, log logr.Logger) *Server {
-	store := &roomstore.Store{
+	return NewWithStore(opts, NewStore(opts, c, apiReader, recorder), metrics, log)
+}
+
+// NewStore is the room store callbacks write through. The resync shares it: it writes
+// the same Tencent-reported facts, under the same field manager and per-room locks.
+func NewStore(opts Options, c client.Client, apiReader client.Reader, recorder events.EventRecorder) *roomstore.Store {
+	return &roomstore.Store{
 		Client: c, APIReader: apiReader, Namespace: opts.Namespace, SDKAppID: opts.SDKAppID,
 		FieldOwner: FieldOwner, Recorder: recorder,
 	}
+}
+
+// NewWithStore builds a server that writes LiveRooms through store.
+func NewWithStore(opts Options, store *roomstore.Store, metrics *Metrics, log logr.Logger) *Server {
 	return newServer(opts, store, metrics, log)
 }
 

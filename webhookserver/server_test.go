@@ -437,3 +437,21 @@ func startHandler(t *testing.T, s *Server) string {
 	t.Cleanup(hs.Close)
 	return hs.URL + "/callback"
 }
+
+func TestNameHeldByAnotherRoomIDIsNeverOverwritten(t *testing.T) {
+	g := NewWithT(t)
+	names := naming.RoomObjectNames("Clash_Room")
+	// Someone declared a room whose name is Clash_Room's derived name, for another RoomId.
+	squatter := &livev1.LiveRoom{
+		ObjectMeta: metav1.ObjectMeta{Name: names[0], Namespace: testNamespace},
+		Spec:       livev1.LiveRoomSpec{RoomID: "someone-else", SDKAppID: testAppID},
+	}
+	g.Expect(k8s.Create(context.Background(), squatter)).To(Succeed())
+	// Even before the server's cache has seen it, the create must not take it over.
+	expectOK(t, send(t, callback{command: tencent.CommandCreateRoom, body: createBody("Clash_Room", "u", time.Now().Unix())}))
+
+	g.Expect(getRoom(t, names[0]).Spec.RoomID).To(Equal("someone-else"))
+	room := getRoom(t, names[1])
+	g.Expect(room.Spec.RoomID).To(Equal("Clash_Room"))
+	g.Expect(room.Status.Phase).To(Equal(livev1.RoomPhaseLive))
+}

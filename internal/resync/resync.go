@@ -45,6 +45,8 @@ type Lister interface {
 	GetRoomInfo(ctx context.Context, roomID string) (*tencent.RoomInfo, error)
 }
 
+var _ Lister = (*tencent.Client)(nil)
+
 // Resyncer is a manager runnable, run by the leader only, that resyncs every Interval.
 type Resyncer struct {
 	// Store writes rooms; origin "resync" for the rooms it creates.
@@ -68,9 +70,10 @@ type Resyncer struct {
 	metricsOnce sync.Once
 }
 
-// Result counts what one resync did. Listed counts distinct RoomIds; each of them ends up
-// in exactly one of Created, Updated, Unchanged, Skipped or Errors. Ended counts rooms
-// ended because Tencent no longer has them.
+// Result counts what one resync did. Listed counts distinct RoomIds; each listed room is
+// counted once, in Created, Updated, Unchanged, Skipped or Errors. Ended counts rooms
+// ended because Tencent no longer has them; Errors also counts rooms that could not be
+// confirmed gone or ended.
 type Result struct {
 	Listed    int
 	Created   int // revived rooms (a RoomId created again after it ended) count here too

@@ -8,6 +8,7 @@ import (
 
 	. "github.com/onsi/gomega"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	livev1 "github.com/liveroom-io/liveroom-operator/api/v1alpha1"
 	"github.com/liveroom-io/liveroom-operator/internal/roomstate"
@@ -139,14 +140,17 @@ func TestEndsRoomsAbsentFromTencent(t *testing.T) {
 	f.liveRoom("cb-hidden", livev1.OriginCallback, &hourAgo)
 	f.liveRoom("cb-gone", livev1.OriginCallback, &hourAgo)
 	f.liveRoom("rs-gone", livev1.OriginResync, &hourAgo)
-	ended := f.liveRoom("cb-ended", livev1.OriginCallback, &hourAgo)
-	if _, err := f.store.Mutate(ctx, "cb-ended", livev1.OriginCallback, roomstate.EndNotFound(time.Now().Add(-time.Minute))); err != nil {
+	if _, err := f.store.Mutate(ctx, "cb-ended", livev1.OriginCallback, func(r *livev1.LiveRoom) roomstate.Outcome {
+		r.Status.Phase, r.Status.EndReason = livev1.RoomPhaseEnded, livev1.EndReasonDestroyByUser
+		r.Status.CreateTime = &metav1.Time{Time: hourAgo}
+		r.Status.EndTime = &metav1.Time{Time: hourAgo.Add(time.Minute)}
+		return roomstate.Ended
+	}); err != nil {
 		t.Fatal(err)
 	}
-	declared := f.declaredRoom("declared-gone")
+	declared := f.declaredRoom("declared-gone", createCallback(room("declared-gone"), time.Second))
 	f.waitCached(6)
 	endedRV := f.get("cb-ended").ResourceVersion
-	g.Expect(endedRV).NotTo(Equal(ended.ResourceVersion))
 
 	// Rooms a callback creates while the listing runs, absent from Tencent's listing.
 	f.r.Tencent = &hookLister{
@@ -183,19 +187,21 @@ func TestEndsRoomsAbsentFromTencent(t *testing.T) {
 	g.Expect(f.fake.Calls(tencent.RESTGetRoomInfo)).To(Equal(3))
 }
 
-// A room without status.createTime is as old as its object: ended once that is older
-// than the listing's start minus CreateGrace, which a clock a minute ahead makes it.
+// A room without status.createTime is as old as its object: ended once that is more
+// than CreateGrace older than the start of the listing.
 func TestCreationTimestampCountsWithoutCreateTime(t *testing.T) {
 	g := NewWithT(t)
 	f := newFixture(t, fixtureOpts{})
 	f.liveRoom("cb-no-createtime", livev1.OriginCallback, nil)
 	f.waitCached(1)
+	created := f.get("cb-no-createtime").CreationTimestamp.Time
 
+	f.r.Now = func() time.Time { return created.Add(CreateGrace - time.Second) }
 	res, err := f.r.RunOnce(context.Background())
 	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(res.Ended).To(BeZero(), "created just now")
+	g.Expect(res.Ended).To(BeZero(), "created within the grace period before the listing")
 
-	f.r.Now = func() time.Time { return time.Now().Add(time.Minute) }
+	f.r.Now = func() time.Time { return created.Add(CreateGrace + time.Second) }
 	res, err = f.r.RunOnce(context.Background())
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(res.Ended).To(Equal(1))
@@ -276,13 +282,12 @@ func TestSecondRunWritesNothing(t *testing.T) {
 		f.fake.AddRoom(room(fmt.Sprintf("steady-%02d", i)))
 	}
 	// One room came through its create callback, one is declared, both listed.
-	cbInfo := room("steady-00")
-	if _, err := f.store.Mutate(ctx, "steady-00", livev1.OriginCallback, roomstate.ForCallback(&tencent.Callback{
-		Command: tencent.CommandCreateRoom, EventTime: cbInfo.CreateTime*1000 + 120, RoomInfo: &cbInfo,
-	}, time.Now())); err != nil {
+	cbInfo, _ := f.fake.Room("steady-00")
+	if _, err := f.store.Mutate(ctx, "steady-00", livev1.OriginCallback, createCallback(cbInfo, 120*time.Millisecond)); err != nil {
 		t.Fatal(err)
 	}
-	f.declaredRoom("steady-01")
+	declaredInfo, _ := f.fake.Room("steady-01")
+	f.declaredRoom("steady-01", createCallback(declaredInfo, 80*time.Millisecond))
 	f.waitCached(2)
 	f.writes.Reset()
 

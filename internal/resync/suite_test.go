@@ -164,15 +164,18 @@ func (f *fixture) cached(g Gomega) map[string]livev1.LiveRoom {
 	return out
 }
 
-// waitCached waits until the cache shows n rooms of the namespace with a phase, that is
-// with the last write of their creation.
+// waitCached waits until the API server holds n rooms in the namespace and the cache
+// shows each of them at its latest resourceVersion, so a resync sees every earlier write.
 func (f *fixture) waitCached(n int) {
 	f.t.Helper()
 	NewWithT(f.t).Eventually(func(g Gomega) {
-		rooms := f.cached(g)
-		g.Expect(rooms).To(HaveLen(n))
-		for id, r := range rooms {
-			g.Expect(r.Status.Phase).NotTo(BeEmpty(), "room %s", id)
+		var stored livev1.LiveRoomList
+		g.Expect(mgr.GetAPIReader().List(context.Background(), &stored, client.InNamespace(f.ns))).To(Succeed())
+		g.Expect(stored.Items).To(HaveLen(n))
+		cached := f.cached(g)
+		for _, r := range stored.Items {
+			g.Expect(cached).To(HaveKey(r.Spec.RoomID))
+			g.Expect(cached[r.Spec.RoomID].ResourceVersion).To(Equal(r.ResourceVersion), "room %s", r.Spec.RoomID)
 		}
 	}).WithTimeout(60 * time.Second).WithPolling(50 * time.Millisecond).Should(Succeed())
 }
@@ -208,8 +211,10 @@ func (f *fixture) liveRoom(id, origin string, createTime *time.Time) *livev1.Liv
 	return res.Room
 }
 
-// declaredRoom creates a declared LiveRoom (no origin) whose status says it is live.
-func (f *fixture) declaredRoom(id string) *livev1.LiveRoom {
+// declaredRoom creates a declared LiveRoom (no origin) and lets the callback store
+// apply status to it, as Tencent's create callback does once the controller created the
+// room in Tencent.
+func (f *fixture) declaredRoom(id string, status roomstate.Mutation) *livev1.LiveRoom {
 	f.t.Helper()
 	ctx := context.Background()
 	r := &livev1.LiveRoom{
@@ -219,10 +224,23 @@ func (f *fixture) declaredRoom(id string) *livev1.LiveRoom {
 	if err := k8s.Create(ctx, r); err != nil {
 		f.t.Fatal(err)
 	}
-	r.Status.Phase = livev1.RoomPhaseLive
-	r.Status.CreateTime = &metav1.Time{Time: time.Now().Add(-time.Hour).Truncate(time.Second)}
-	if err := k8s.Status().Update(ctx, r); err != nil {
+	// The store finds rooms in the cache; it must see this one to not create another.
+	NewWithT(f.t).Eventually(func(g Gomega) { g.Expect(f.cached(g)).To(HaveKey(id)) }).Should(Succeed())
+	res, err := f.store.Mutate(ctx, id, "", status)
+	if err != nil {
 		f.t.Fatal(err)
 	}
-	return r
+	if res.Room.Name != r.Name || !res.Room.Declared() {
+		f.t.Fatalf("the status went to LiveRoom %s (origin %q)", res.Room.Name, res.Room.Origin())
+	}
+	return res.Room
+}
+
+// createCallback is the mutation of Tencent's create callback for a room, delivered
+// delay after the room's creation.
+func createCallback(info tencent.RoomInfo, delay time.Duration) roomstate.Mutation {
+	return roomstate.ForCallback(&tencent.Callback{
+		Command: tencent.CommandCreateRoom, RoomInfo: &info,
+		EventTime: info.CreateTime*1000 + tencent.FlexInt(delay.Milliseconds()),
+	}, time.Now())
 }

@@ -182,8 +182,9 @@ func (s *Store) write(ctx context.Context, cur, room *livev1.LiveRoom) (*livev1.
 			}
 			return nil, err
 		}
-		if cur == nil && !s.onlyOwner(out) {
-			// Another writer created the room first: start over from its state.
+		if cur == nil && (!s.onlyOwner(out) || out.Status.Phase != "" || out.Status.LastEventTime != nil) {
+			// Another writer created the room first (a person, or another replica or the
+			// resync, which already stored events): start over from its state.
 			return nil, errRaced
 		}
 		stored = out
