@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -20,14 +19,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	"sigs.k8s.io/controller-runtime/pkg/manager"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	livev1 "github.com/liveroom-io/liveroom-operator/api/v1alpha1"
 	"github.com/liveroom-io/liveroom-operator/internal/roomstore"
@@ -49,27 +42,19 @@ var (
 	writes     *writeCounter
 	metrics    *Metrics
 	tokenFile  string
-	testScheme = runtime.NewScheme()
+	testScheme = testenv.Scheme
 )
 
-func TestMain(m *testing.M) {
-	utilruntime.Must(clientgoscheme.AddToScheme(testScheme))
-	utilruntime.Must(livev1.AddToScheme(testScheme))
-	ctrl.SetLogger(zap.New(zap.UseDevMode(true), zap.WriteTo(io.Discard)))
-	os.Exit(runSuite(m))
-}
+func TestMain(m *testing.M) { os.Exit(runSuite(m)) }
 
 func runSuite(m *testing.M) int {
-	env, c, err := testenv.Start()
+	suite, err := testenv.StartSuite()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer func() { _ = env.Stop() }()
-	cfg = c
-	if k8s, err = client.New(cfg, client.Options{Scheme: testScheme}); err != nil {
-		panic(err)
-	}
+	defer suite.Stop()
+	cfg, k8s = suite.Config, suite.Client
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: testNamespace}}); err != nil {
@@ -86,7 +71,7 @@ func runSuite(m *testing.M) int {
 		panic(err)
 	}
 
-	mgr, err := ctrl.NewManager(cfg, manager.Options{Scheme: testScheme, Metrics: metricsserver.Options{BindAddress: "0"}})
+	mgr, err := suite.NewManager()
 	if err != nil {
 		panic(err)
 	}

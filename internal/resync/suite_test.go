@@ -3,7 +3,6 @@ package resync
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"sync/atomic"
 	"testing"
@@ -14,14 +13,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	livev1 "github.com/liveroom-io/liveroom-operator/api/v1alpha1"
 	"github.com/liveroom-io/liveroom-operator/internal/resync/resynctest"
@@ -43,30 +36,23 @@ const (
 var (
 	k8s        client.Client // direct, uncached
 	mgr        manager.Manager
-	testScheme = runtime.NewScheme()
+	testScheme = testenv.Scheme
 	nsSeq      atomic.Int64
 )
 
-func TestMain(m *testing.M) {
-	utilruntime.Must(clientgoscheme.AddToScheme(testScheme))
-	utilruntime.Must(livev1.AddToScheme(testScheme))
-	ctrl.SetLogger(zap.New(zap.UseDevMode(true), zap.WriteTo(io.Discard)))
-	os.Exit(runSuite(m))
-}
+func TestMain(m *testing.M) { os.Exit(runSuite(m)) }
 
 func runSuite(m *testing.M) int {
-	env, cfg, err := testenv.Start()
+	suite, err := testenv.StartSuite()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer func() { _ = env.Stop() }()
-	if k8s, err = client.New(cfg, client.Options{Scheme: testScheme}); err != nil {
-		panic(err)
-	}
+	defer suite.Stop()
+	k8s = suite.Client
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if mgr, err = ctrl.NewManager(cfg, manager.Options{Scheme: testScheme, Metrics: metricsserver.Options{BindAddress: "0"}}); err != nil {
+	if mgr, err = suite.NewManager(); err != nil {
 		panic(err)
 	}
 	if err := roomstore.IndexRoomID(ctx, mgr.GetFieldIndexer()); err != nil {

@@ -4,12 +4,23 @@ package testenv
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
-	"runtime"
+	goruntime "runtime"
 
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	livev1 "github.com/liveroom-io/liveroom-operator/api/v1alpha1"
 )
 
 // K8sVersion is the version of the control-plane binaries `make envtest` builds.
@@ -17,7 +28,7 @@ const K8sVersion = "1.37.2"
 
 // RepoRoot is the repository's top directory.
 func RepoRoot() string {
-	_, file, _, _ := runtime.Caller(0)
+	_, file, _, _ := goruntime.Caller(0)
 	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
@@ -44,3 +55,43 @@ func Start() (*envtest.Environment, *rest.Config, error) {
 	cfg.QPS, cfg.Burst = 1000, 2000
 	return env, cfg, nil
 }
+
+// Scheme holds the built-in kinds and the operator's, for the tests' clients and managers.
+var Scheme = func() *runtime.Scheme {
+	s := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(livev1.AddToScheme(s))
+	return s
+}()
+
+// Suite is the control plane one test package shares.
+type Suite struct {
+	Config *rest.Config
+	// Client talks to the API server directly, without a cache.
+	Client client.Client
+	env    *envtest.Environment
+}
+
+// StartSuite starts the control plane for a test package and silences controller-runtime's
+// log, which would otherwise drown the test output.
+func StartSuite() (*Suite, error) {
+	ctrl.SetLogger(zap.New(zap.WriteTo(io.Discard)))
+	env, cfg, err := Start()
+	if err != nil {
+		return nil, err
+	}
+	c, err := client.New(cfg, client.Options{Scheme: Scheme})
+	if err != nil {
+		_ = env.Stop()
+		return nil, err
+	}
+	return &Suite{Config: cfg, Client: c, env: env}, nil
+}
+
+// NewManager returns a manager on the suite's control plane, its metrics server off.
+func (s *Suite) NewManager() (manager.Manager, error) {
+	return ctrl.NewManager(s.Config, manager.Options{Scheme: Scheme, Metrics: metricsserver.Options{BindAddress: "0"}})
+}
+
+// Stop stops the control plane.
+func (s *Suite) Stop() { _ = s.env.Stop() }
