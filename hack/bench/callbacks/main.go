@@ -3,17 +3,24 @@
 // It starts a real etcd + kube-apiserver (envtest, bin/k8s/1.37.2), a manager with the
 // cache configured as main.go configures it, the roomstore index and a callback server
 // listening on 127.0.0.1:0 with a token, and then, per concurrency level, interleaves in
-// rounds three ways of storing the same new LiveRooms:
+// rounds (rotating the order) these ways of storing the same new LiveRooms:
 //
-//   - callbacks:      signed POST /callback of Live.CallbackAfterCreateRoom; the server
-//     answers once the room is stored (server-side apply of the object, then of its status).
-//   - create+status:  the fair baseline, a controller-runtime client without cache doing
+//   - callbacks: signed POST /callback of Live.CallbackAfterCreateRoom; the server answers
+//     once the room is stored (server-side apply of the object, then of its status) and
+//     records a RoomCreated Event, as the operator does.
+//   - create+status: the fair baseline, a controller-runtime client without cache doing
 //     Create of the same LiveRoom followed by Status().Update with the same status.
-//   - create only:    Create alone, shown for transparency (half the writes of the others).
+//   - create only: Create alone, shown for transparency (half the writes of the others).
+//   - cb, no Events (diagnostic, -no-events-mode): callbacks to a twin server on the same
+//     manager that records no Events.
 //
-// Every request uses a distinct RoomId. Latency is the client-side round trip of a whole
-// request (for the baselines: both writes). Client, callback server, etcd and kube-apiserver
-// all share the machine's cores.
+// Every request uses a distinct RoomId; each level starts from empty namespaces. Latency
+// is the client-side round trip of a whole request (for the baselines: both writes);
+// throughput is requests over the wall time of the runs. After a callbacks run the
+// benchmark waits for the server's asynchronous Events to be stored, so that they are
+// counted against callbacks and do not slow the next run. Client, callback server, etcd
+// and kube-apiserver all share the machine's cores, as does anything else running on it
+// (reported as "other processes busy").
 package main
 
 import (
@@ -42,12 +49,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	apiruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/selection"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apimachinery/pkg/watch"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -98,18 +108,20 @@ type flags struct {
 	timeout    time.Duration
 	noEvents   bool
 	cpuProfile string
+	verbose    bool
 }
 
 func parseFlags() (*flags, error) {
 	f := &flags{}
 	levels := flag.String("levels", "1,16,64", "concurrency levels, comma-separated")
-	requests := flag.String("requests", "400,1600,1600", "requests per mode at each level (one value, or one per level)")
-	flag.IntVar(&f.rounds, "rounds", 4, "rounds per level; each round runs every mode on its share of the requests, in rotating order")
+	requests := flag.String("requests", "600,2400,2400", "requests per mode at each level (one value, or one per level)")
+	flag.IntVar(&f.rounds, "rounds", 8, "rounds per level; each round runs every mode on its share of the requests, in rotating order")
 	flag.IntVar(&f.warmup, "warmup", 200, "unmeasured requests per mode at concurrency 16 before the first level")
 	flag.Float64Var(&f.qps, "qps", 5000, "client QPS of the callback server's manager and of the baseline client")
 	flag.IntVar(&f.burst, "burst", 10000, "client burst of the callback server's manager and of the baseline client")
 	flag.DurationVar(&f.timeout, "callback-timeout", 1500*time.Millisecond, "the server's time to store a callback before answering 503 (--callback-timeout)")
 	flag.BoolVar(&f.noEvents, "no-events-mode", true, "also measure, as a diagnostic, callbacks to a second server that records no Events (the operator records one per new room)")
+	flag.BoolVar(&f.verbose, "v", false, "print every run")
 	flag.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (client + callback server) over the measured levels")
 	flag.Parse()
 	var err error
@@ -166,7 +178,6 @@ func newScheme() *apiruntime.Scheme {
 
 // bench holds what every request needs.
 type bench struct {
-	f          *flags
 	url        string
 	urlNoEv    string
 	http       *http.Client
@@ -174,6 +185,8 @@ type bench struct {
 	createTime int64         // CreateTime of every room, so objects compare equal
 	seq        atomic.Int64  // distinct RoomIds
 	metricsCl  rest.Interface
+	events     atomic.Int64 // Events seen in the callback namespace
+	eventsOK   atomic.Int64 // rooms the server said it created (one Event each)
 }
 
 func run(ctx context.Context, f *flags) error {
@@ -251,7 +264,6 @@ func run(ctx context.Context, f *flags) error {
 
 	maxConc := slices.Max(f.levels)
 	b := &bench{
-		f:       f,
 		url:     "http://" + srv.Addr().String() + "/callback",
 		urlNoEv: "http://" + srvNoEv.Addr().String() + "/callback",
 		http: &http.Client{Transport: &http.Transport{
@@ -261,8 +273,11 @@ func run(ctx context.Context, f *flags) error {
 		createTime: time.Now().Unix(),
 	}
 	mcfg := rest.CopyConfig(cfg)
-	mcfg.QPS, mcfg.Burst = -1, 0 // no client-side limit for the metrics scrape
-	if b.metricsCl, err = rest.UnversionedRESTClientFor(withCodecs(mcfg)); err != nil {
+	mcfg.QPS, mcfg.Burst = -1, 0 // no client-side limit for the metrics scrape and the watch
+	if b.metricsCl, err = rest.UnversionedRESTClientFor(withCodecs(rest.CopyConfig(mcfg))); err != nil {
+		return err
+	}
+	if err := b.countEvents(ctx, mcfg); err != nil {
 		return err
 	}
 
@@ -280,6 +295,7 @@ func run(ctx context.Context, f *flags) error {
 			return fmt.Errorf("warm-up: %w", err)
 		}
 	}
+	b.drainEvents(ctx)
 
 	if f.cpuProfile != "" {
 		pf, err := os.Create(f.cpuProfile)
@@ -302,6 +318,7 @@ func run(ctx context.Context, f *flags) error {
 	for li, conc := range f.levels {
 		lr := levelResult{conc: conc}
 		n := f.requests[li]
+		levelCPU, levelStart := cpuTicks(), time.Now()
 		for r := range f.rounds {
 			share := n / f.rounds
 			if r == f.rounds-1 {
@@ -314,12 +331,30 @@ func run(ctx context.Context, f *flags) error {
 				if err != nil {
 					return err
 				}
+				if m == modeCallback {
+					// Its Events are written asynchronously: let them land (and be counted
+					// here) before the next run starts.
+					b.drainEvents(ctx)
+				}
 				cpuAfter, apiAfter := cpuTicks(), b.scrape(ctx)
 				acct[m].add(share, apiBefore, apiAfter, cpuBefore, cpuAfter)
+				if f.verbose {
+					var one stats
+					one.add(res)
+					fmt.Printf("  c=%d round %d %-14s %5d in %7s: %7.1f/s p50 %8s p99 %8s errors %d\n", conc, r, modeNames[m], share,
+						res.wall.Round(time.Millisecond), one.rate(), ms(one.pct(.5)), ms(one.pct(.99)), res.errs)
+				}
 				lr.modes[m].add(res)
 			}
 		}
+		lr.background = background(levelCPU, cpuTicks(), time.Since(levelStart))
 		results = append(results, lr)
+		if li < len(f.levels)-1 {
+			// Every level starts from empty namespaces, so the stored rooms do not pile up.
+			if err := b.clean(ctx, mgr.GetCache()); err != nil {
+				return err
+			}
+		}
 	}
 	pprof.StopCPUProfile()
 
@@ -383,7 +418,9 @@ func (b *bench) runMode(ctx context.Context, m mode, conc, n int) (runResult, er
 				var err error
 				switch m {
 				case modeCallback:
-					err = b.callback(ctx, b.url, ids[i])
+					if err = b.callback(ctx, b.url, ids[i]); err == nil {
+						b.eventsOK.Add(1)
+					}
 				case modeNoEvents:
 					err = b.callback(ctx, b.urlNoEv, ids[i])
 				case modeCreateStatus:
@@ -482,6 +519,33 @@ func (b *bench) createStatus(ctx context.Context, room *livev1.LiveRoom) error {
 	return b.raw.Status().Update(ctx, room)
 }
 
+// clean deletes the rooms of every mode and waits until the API server and the
+// manager's cache have none left.
+func (b *bench) clean(ctx context.Context, c cache.Cache) error {
+	nss := []string{nsCallbacks, nsCreateStatus, nsCreateOnly, nsNoEvents}
+	for _, ns := range nss {
+		if err := b.raw.DeleteAllOf(ctx, &livev1.LiveRoom{}, client.InNamespace(ns)); err != nil {
+			return err
+		}
+	}
+	for _, r := range []client.Reader{b.raw, c} {
+		for _, ns := range nss {
+			for {
+				var list livev1.LiveRoomList
+				if err := r.List(ctx, &list, client.InNamespace(ns), client.Limit(1)); err != nil {
+					return err
+				}
+				if len(list.Items) == 0 {
+					break
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		}
+	}
+	time.Sleep(time.Second)
+	return nil
+}
+
 // verify checks that both paths stored the same rooms.
 func (b *bench) verify(ctx context.Context) error {
 	var cbRooms, bsRooms livev1.LiveRoomList // the create-only rooms have no status to compare
@@ -504,7 +568,7 @@ func (b *bench) verify(ctx context.Context) error {
 			same = "DIFFERENT: " + d
 		}
 	}
-	fmt.Printf("stored: %d callback rooms (%d Live), %d create+status rooms; callback room vs baseline room (spec, labels, annotations, status): %s\n",
+	fmt.Printf("last level stored: %d callback rooms (%d Live), %d create+status rooms; callback room vs baseline room (spec, labels, annotations, status): %s\n",
 		len(cbRooms.Items), live, len(bsRooms.Items), same)
 	return nil
 }
@@ -558,8 +622,16 @@ func (s *stats) pct(p float64) time.Duration {
 }
 
 type levelResult struct {
-	conc  int
-	modes [numModes]stats
+	conc       int
+	modes      [numModes]stats
+	background float64 // cores used by other processes during the level
+}
+
+// background is the average number of cores that processes other than this one,
+// kube-apiserver and etcd kept busy between two cpuTicks samples.
+func background(before, after map[string]float64, wall time.Duration) float64 {
+	d := func(k string) float64 { return after[k] - before[k] }
+	return max(0, d("machine")-d("self")-d("kube-apiserver")-d("etcd")) / float64(wall.Milliseconds())
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1fms", float64(d)/float64(time.Millisecond)) }
@@ -585,7 +657,8 @@ func printTable(results []levelResult, noEvents bool) {
 		if tput < 0.8 || p99 > 1.5 {
 			verdict = "FAIL"
 		}
-		fmt.Printf("c=%-3d %s  throughput ratio %.2f (target >= 0.80), p99 ratio %.2f (target <= 1.50)\n", r.conc, verdict, tput, p99)
+		fmt.Printf("c=%-3d %s  throughput ratio %.2f (target >= 0.80), p99 ratio %.2f (target <= 1.50); other processes busy %.2f cores\n",
+			r.conc, verdict, tput, p99, r.background)
 		for m := range numModes {
 			if s := &r.modes[m]; s.errs > 0 {
 				fmt.Printf("       %s: %d failed requests (excluded from latencies), e.g. %v\n", modeNames[m], s.errs, s.last)
@@ -647,7 +720,8 @@ func printAccounting(acct [numModes]accounting, modes []mode) {
 }
 
 // cpuTicks is the CPU time in milliseconds of this process and of its children
-// kube-apiserver and etcd (envtest starts them), from /proc.
+// kube-apiserver and etcd (envtest starts them), and the busy time of the whole machine
+// ("machine"), from /proc.
 func cpuTicks() map[string]float64 {
 	out := map[string]float64{}
 	self := os.Getpid()
@@ -670,6 +744,17 @@ func cpuTicks() map[string]float64 {
 		stime, _ := strconv.ParseFloat(fields[12], 64)
 		return s[lp+1 : rp], ppid, (utime + stime) * 10, true // USER_HZ is 100 on Linux
 	}
+	if b, err := os.ReadFile("/proc/stat"); err == nil {
+		// The first line sums all CPUs: user nice system idle iowait irq softirq steal ...
+		if line, _, _ := strings.Cut(string(b), "\n"); strings.HasPrefix(line, "cpu ") {
+			for i, v := range strings.Fields(line)[1:] {
+				n, _ := strconv.ParseFloat(v, 64)
+				if i < 8 && i != 3 && i != 4 {
+					out["machine"] += n * 10
+				}
+			}
+		}
+	}
 	if _, _, v, ok := read(strconv.Itoa(self)); ok {
 		out["self"] = v
 	}
@@ -683,6 +768,55 @@ func cpuTicks() map[string]float64 {
 		}
 	}
 	return out
+}
+
+// drainEvents waits until the API server has an Event for every room the server created
+// (the recorder writes them asynchronously), or no Event arrived for a second.
+func (b *bench) drainEvents(ctx context.Context) {
+	last, since := b.events.Load(), time.Now()
+	for ctx.Err() == nil && time.Since(since) < time.Second {
+		n := b.events.Load()
+		if n >= b.eventsOK.Load() {
+			return
+		}
+		if n != last {
+			last, since = n, time.Now()
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// countEvents counts the Events added in the callback namespace through a metadata watch.
+func (b *bench) countEvents(ctx context.Context, cfg *rest.Config) error {
+	mc, err := metadata.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	res := mc.Resource(eventsv1.SchemeGroupVersion.WithResource("events")).Namespace(nsCallbacks)
+	list, err := res.List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	b.events.Store(int64(len(list.Items)))
+	rv := list.ResourceVersion
+	go func() {
+		for ctx.Err() == nil {
+			w, err := res.Watch(ctx, metav1.ListOptions{ResourceVersion: rv})
+			if err != nil {
+				time.Sleep(100 * time.Millisecond)
+				continue
+			}
+			for ev := range w.ResultChan() {
+				if m, ok := ev.Object.(*metav1.PartialObjectMetadata); ok {
+					rv = m.ResourceVersion
+					if ev.Type == watch.Added {
+						b.events.Add(1)
+					}
+				}
+			}
+		}
+	}()
+	return nil
 }
 
 // scrape reads apiserver_request_total for the resources the benchmark touches, keyed
