@@ -12,17 +12,12 @@ import (
 	"strings"
 	"time"
 
-	batchv1 "k8s.io/api/batch/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/selection"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -133,13 +128,6 @@ func restConfig(o *options) (*rest.Config, error) {
 	return cfg, nil
 }
 
-// recordingJobs selects the Jobs the operator creates.
-var recordingJobs = func() labels.Selector {
-	req, err := labels.NewRequirement(livev1.RoomLabel, selection.Exists, nil)
-	utilruntime.Must(err)
-	return labels.NewSelector().Add(*req)
-}()
-
 func newScheme() *runtime.Scheme {
 	s := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(s))
@@ -170,14 +158,7 @@ func run(ctx context.Context, args []string) error {
 		LeaderElectionNamespace: o.leaderElectionNS,
 		// The leader steps down at once on shutdown, so a rolling update hands over fast.
 		LeaderElectionReleaseOnCancel: true,
-		Cache: cache.Options{
-			// Managed fields are half of a LiveRoom's size and nothing here reads them.
-			DefaultTransform: cache.TransformStripManagedFields(),
-			// Only recording Jobs are cached, not every Job of the cluster.
-			ByObject: map[client.Object]cache.ByObject{
-				&batchv1.Job{}: {Label: recordingJobs},
-			},
-		},
+		Cache:                         controllers.CacheOptions(),
 	})
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)

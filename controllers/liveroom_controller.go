@@ -340,10 +340,20 @@ func (r *LiveRoomReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&livev1.LiveRoom{}, builder.WithPredicates(roomRecordingChanged)).
-		Owns(&batchv1.Job{}).
-		Watches(&livev1.RecordingPolicy{}, handler.EnqueueRequestsFromMapFunc(r.roomsOfPolicy)).
+		// The reconcile that creates a Job records it already; a restart lists every room.
+		Owns(&batchv1.Job{}, builder.WithPredicates(predicate.Funcs{CreateFunc: func(event.CreateEvent) bool { return false }})).
+		Watches(&livev1.RecordingPolicy{}, handler.EnqueueRequestsFromMapFunc(r.roomsOfPolicy), builder.WithPredicates(policyRecordingChanged)).
 		Named("liveroom").
 		Complete(r)
+}
+
+// policyRecordingChanged passes policy updates that can change recordings, not the status
+// writes of the RecordingPolicy controller, which would otherwise requeue every room.
+var policyRecordingChanged = predicate.Funcs{
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		o, n := e.ObjectOld.(*livev1.RecordingPolicy), e.ObjectNew.(*livev1.RecordingPolicy)
+		return o.Generation != n.Generation || policyUsable(o) != policyUsable(n)
+	},
 }
 
 // roomRecordingChanged passes LiveRoom updates that can change its recordings or TTL.

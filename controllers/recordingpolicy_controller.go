@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -12,10 +13,13 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	livev1 "github.com/liveroom-io/liveroom-operator/api/v1alpha1"
@@ -50,13 +54,14 @@ func (r *RecordingPolicyReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	st.MatchedRooms, st.ActiveRecordings, st.SucceededRecordings, st.FailedRecordings, st.StoppedRecordings = 0, 0, 0, 0, 0
 	if invalid == "" {
 		var rooms livev1.LiveRoomList
-		if err := r.List(ctx, &rooms, client.InNamespace(p.Namespace), client.MatchingLabelsSelector{Selector: sel}); err != nil {
+		// Only counted: the cached objects are read, not copied.
+		if err := r.List(ctx, &rooms, client.InNamespace(p.Namespace), client.MatchingLabelsSelector{Selector: sel}, client.UnsafeDisableDeepCopy); err != nil {
 			return ctrl.Result{}, err
 		}
 		st.MatchedRooms = int32(len(rooms.Items))
 	}
 	var jobs batchv1.JobList
-	if err := r.List(ctx, &jobs, client.InNamespace(p.Namespace), client.MatchingLabels{livev1.PolicyLabel: policyKey(p.Name)}); err != nil {
+	if err := r.List(ctx, &jobs, client.InNamespace(p.Namespace), client.MatchingLabels{livev1.PolicyLabel: policyKey(p.Name)}, client.UnsafeDisableDeepCopy); err != nil {
 		return ctrl.Result{}, err
 	}
 	for i := range jobs.Items {
@@ -145,13 +150,46 @@ func (r *RecordingPolicyReconciler) validate(ctx context.Context, p *livev1.Reco
 func (r *RecordingPolicyReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&livev1.RecordingPolicy{}).
-		Watches(&batchv1.Job{}, handler.EnqueueRequestsFromMapFunc(policyOfJob)).
-		Watches(&livev1.LiveRoom{}, handler.EnqueueRequestsFromMapFunc(r.policiesOfRoom), builder.WithPredicates(roomRecordingChanged)).
+		Watches(&batchv1.Job{}, recountAfter(func(_ context.Context, o client.Object) []reconcile.Request { return policyOfJob(o) })).
+		Watches(&livev1.LiveRoom{}, recountAfter(r.policiesOfRoom), builder.WithPredicates(roomLabelsChanged)).
 		Named("recordingpolicy").
 		Complete(r)
 }
 
-func policyOfJob(_ context.Context, o client.Object) []reconcile.Request {
+// recountDelay gathers a burst of Job and room events into one recount per policy.
+const recountDelay = time.Second
+
+// recountAfter enqueues the policies that map returns for an object, recountDelay later:
+// counts are eventually right either way, and thousands of rooms starting at once then
+// cost a recount a second, not one per Job.
+func recountAfter(mapFn func(context.Context, client.Object) []reconcile.Request) handler.TypedEventHandler[client.Object, reconcile.Request] {
+	add := func(ctx context.Context, o client.Object, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+		for _, req := range mapFn(ctx, o) {
+			q.AddAfter(req, recountDelay)
+		}
+	}
+	return handler.Funcs{
+		CreateFunc: func(ctx context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			add(ctx, e.Object, q)
+		},
+		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			add(ctx, e.ObjectOld, q)
+			add(ctx, e.ObjectNew, q)
+		},
+		DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			add(ctx, e.Object, q)
+		},
+	}
+}
+
+// roomLabelsChanged passes room updates that can change which policies select it.
+var roomLabelsChanged = predicate.Funcs{
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		return !reflect.DeepEqual(e.ObjectOld.GetLabels(), e.ObjectNew.GetLabels())
+	},
+}
+
+func policyOfJob(o client.Object) []reconcile.Request {
 	name := jobPolicy(o.(*batchv1.Job))
 	if name == "" {
 		return nil

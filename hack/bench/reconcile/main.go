@@ -1,0 +1,800 @@
+// Command reconcile benchmarks the LiveRoom controller's cold start: with N live
+// LiveRooms and one RecordingPolicy selecting them all already stored, it starts a
+// manager wired as main.go wires the reconcilers (same cache options, client QPS/burst)
+// and measures the time until all N recording Jobs exist. In the same run, a bare
+// client-go loop creates N equivalent Jobs (same template, labels, environment and owner
+// reference; another namespace) at the same QPS and burst and the same concurrency as
+// the controller's workers, once before the manager starts and once after it stopped.
+// It also reports the manager's heap per room: HeapAlloc after a forced GC once the
+// controller has settled, minus the same before the manager started, divided by N.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/go-logr/logr"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	apiruntime "k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	livev1 "github.com/liveroom-io/liveroom-operator/api/v1alpha1"
+	"github.com/liveroom-io/liveroom-operator/controllers"
+	"github.com/liveroom-io/liveroom-operator/internal/naming"
+	"github.com/liveroom-io/liveroom-operator/internal/roomstate"
+	"github.com/liveroom-io/liveroom-operator/internal/roomstore"
+	"github.com/liveroom-io/liveroom-operator/internal/tencent"
+	"github.com/liveroom-io/liveroom-operator/internal/testenv"
+)
+
+const (
+	sdkAppID   = 1400000000
+	nsRooms    = "bench-rooms"
+	nsBare1    = "bench-bare-before"
+	nsBare2    = "bench-bare-after"
+	policyName = "record-all"
+)
+
+type flags struct {
+	rooms        int
+	qps          float64
+	burst        int
+	workers      int
+	setupQPS     float64
+	setupWorkers int
+	bareAfter    bool
+	timeout      time.Duration
+	cpuProfile   string
+	heapProfile  string
+	memRate      int
+}
+
+func parseFlags() (*flags, error) {
+	f := &flags{}
+	flag.IntVar(&f.rooms, "rooms", 2000, "live LiveRooms (and so recording Jobs)")
+	flag.Float64Var(&f.qps, "qps", 100, "client QPS of the manager and of the bare loop (main.go's --kube-api-qps default)")
+	flag.IntVar(&f.burst, "burst", 200, "client burst of the manager and of the bare loop (main.go's --kube-api-burst default)")
+	flag.IntVar(&f.workers, "workers", 1, "MaxConcurrentReconciles of the manager's controllers, and the bare loop's concurrency")
+	flag.Float64Var(&f.setupQPS, "setup-qps", 5000, "client QPS used to create the rooms beforehand")
+	flag.IntVar(&f.setupWorkers, "setup-workers", 32, "concurrency used to create the rooms beforehand")
+	flag.BoolVar(&f.bareAfter, "bare-after", true, "run the bare loop a second time after the manager stopped")
+	flag.DurationVar(&f.timeout, "timeout", 10*time.Minute, "give up waiting for the controller after this long")
+	flag.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of the manager phase to this file")
+	flag.StringVar(&f.heapProfile, "heapprofile", "", "write a heap profile taken at the heap measurement to this file")
+	flag.IntVar(&f.memRate, "memprofilerate", 0, "runtime.MemProfileRate for -heapprofile (0: Go's default, 512 KiB; lower is finer and slower)")
+	flag.Parse()
+	if f.rooms < 1 || f.workers < 1 || f.burst < 1 || f.qps <= 0 {
+		return nil, errors.New("-rooms, -workers, -burst and -qps must be positive")
+	}
+	return f, nil
+}
+
+func main() {
+	f, err := parseFlags()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "reconcile:", err)
+		os.Exit(2)
+	}
+	if f.memRate > 0 {
+		runtime.MemProfileRate = f.memRate
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, f); err != nil {
+		fmt.Fprintln(os.Stderr, "reconcile: setup failed:", err)
+		os.Exit(1)
+	}
+}
+
+func newScheme() *apiruntime.Scheme {
+	s := apiruntime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(livev1.AddToScheme(s))
+	return s
+}
+
+// withQPS is cfg with its own client-side rate limit.
+func withQPS(cfg *rest.Config, qps float64, burst int) *rest.Config {
+	c := rest.CopyConfig(cfg)
+	c.QPS, c.Burst = float32(qps), burst
+	return c
+}
+
+type phase struct {
+	name string
+	took time.Duration
+	wall time.Duration // of the cpu and api samples
+	cpu  map[string]float64
+	api  map[string]float64
+	errs int
+}
+
+func run(ctx context.Context, f *flags) error {
+	ctrl.SetLogger(logr.Discard())
+	env, cfg, err := testenv.Start()
+	if err != nil {
+		return err
+	}
+	defer func() { _ = env.Stop() }()
+	scheme := newScheme()
+	setup, err := client.New(withQPS(cfg, f.setupQPS, 2*int(f.setupQPS)), client.Options{Scheme: scheme})
+	if err != nil {
+		return err
+	}
+	mcfg := withQPS(cfg, -1, 0)
+	mcfg.GroupVersion = &corev1.SchemeGroupVersion
+	mcfg.NegotiatedSerializer = clientgoscheme.Codecs.WithoutConversion()
+	metricsCl, err := rest.UnversionedRESTClientFor(mcfg)
+	if err != nil {
+		return err
+	}
+	scrape := func() map[string]float64 { return scrapeAPI(ctx, metricsCl) }
+
+	fmt.Printf("GOMAXPROCS=%d, NumCPU=%d: bench process (manager or bare loop), kube-apiserver and etcd share these cores.\n", runtime.GOMAXPROCS(0), runtime.NumCPU())
+	fmt.Printf("%d rooms, client QPS/burst %g/%d, concurrency %d (controller MaxConcurrentReconciles = bare loop workers)\n", f.rooms, f.qps, f.burst, f.workers)
+
+	// The rooms, as the callback server stores them, and the policy.
+	for _, ns := range []string{nsRooms, nsBare1, nsBare2} {
+		if err := setup.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+			return err
+		}
+	}
+	t := time.Now()
+	rooms, err := createRooms(ctx, setup, f)
+	if err != nil {
+		return fmt.Errorf("creating rooms: %w", err)
+	}
+	pol := recordingPolicy()
+	if err := setup.Create(ctx, pol); err != nil {
+		return err
+	}
+	fmt.Printf("setup: %d live rooms and 1 policy created in %s\n", len(rooms), time.Since(t).Round(time.Millisecond))
+
+	var phases []phase
+	bare := func(ns string) error {
+		api0, cpu0, t0 := scrape(), cpuMillis(), time.Now()
+		took, errs, err := bareLoop(ctx, withQPS(cfg, f.qps, f.burst), f.workers, rooms, pol, ns)
+		if err != nil {
+			return err
+		}
+		cpu := diff(cpu0, cpuMillis())
+		phases = append(phases, phase{name: "bare loop, " + strings.TrimPrefix(ns, "bench-"), took: took, errs: errs,
+			wall: time.Since(t0), cpu: cpu, api: diff(api0, scrape())})
+		return nil
+	}
+	if err := bare(nsBare1); err != nil {
+		return err
+	}
+	// The manager caches every Job with the room label: remove these before it starts.
+	if err := setup.DeleteAllOf(ctx, &batchv1.Job{}, client.InNamespace(nsBare1), client.PropagationPolicy(metav1.DeletePropagationBackground)); err != nil {
+		return err
+	}
+	for {
+		var jobs metav1.PartialObjectMetadataList
+		jobs.SetGroupVersionKind(batchv1.SchemeGroupVersion.WithKind("JobList"))
+		if err := setup.List(ctx, &jobs, client.InNamespace(nsBare1)); err != nil {
+			return err
+		}
+		if len(jobs.Items) == 0 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// Count the controller's Jobs through a watch started before the manager.
+	counter, err := watchJobs(ctx, cfg, nsRooms, f.rooms)
+	if err != nil {
+		return err
+	}
+
+	// Heap before: everything the manager will add comes after this.
+	// The setup client and room objects are not the manager's: let the GC take them.
+	setup, rooms = nil, nil
+	heapBefore := heapAlloc()
+
+	if f.cpuProfile != "" {
+		pf, err := os.Create(f.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	api0, cpu0 := scrape(), cpuMillis()
+	mgrCtx, stopMgr := context.WithCancel(ctx)
+	mgr, err := ctrl.NewManager(withQPS(cfg, f.qps, f.burst), manager.Options{
+		Scheme:                 scheme,
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		Controller:             config.Controller{MaxConcurrentReconciles: f.workers},
+		Cache:                  controllers.CacheOptions(), // as main.go
+
+	})
+	if err != nil {
+		stopMgr()
+		return err
+	}
+	if err := roomstore.IndexRoomID(ctx, mgr.GetFieldIndexer()); err != nil {
+		stopMgr()
+		return err
+	}
+	if err := (&controllers.LiveRoomReconciler{
+		Client: mgr.GetClient(), Scheme: mgr.GetScheme(), Recorder: mgr.GetEventRecorder(controllers.FieldOwner), EndedRoomTTL: 24 * time.Hour,
+	}).SetupWithManager(mgr); err != nil {
+		stopMgr()
+		return err
+	}
+	if err := (&controllers.RecordingPolicyReconciler{Client: mgr.GetClient(), Scheme: mgr.GetScheme()}).SetupWithManager(mgr); err != nil {
+		stopMgr()
+		return err
+	}
+	start := time.Now()
+	mgrDone := make(chan error, 1)
+	go func() { mgrDone <- mgr.Start(mgrCtx) }()
+	stopManager := func() {
+		stopMgr()
+		if err := <-mgrDone; err != nil {
+			fmt.Fprintln(os.Stderr, "manager:", err)
+		}
+	}
+
+	// Until all Jobs exist.
+	var tJobs time.Duration
+	finished := true
+	select {
+	case <-counter.done:
+		tJobs = counter.last.Sub(start)
+	case err := <-mgrDone:
+		return fmt.Errorf("manager stopped: %v", err)
+	case <-time.After(f.timeout):
+		finished = false
+		tJobs = time.Since(start)
+	case <-ctx.Done():
+		stopManager()
+		return ctx.Err()
+	}
+	tFirst := counter.firstAt().Sub(start)
+
+	// Then until the controller settled: Jobs in its cache, every room's status showing
+	// its recording, and no reconcile between two polls half a second apart.
+	settleStart := time.Now()
+	var tSettled time.Duration
+	settled := false
+	var lastTotal float64 = -1
+	for time.Since(settleStart) < 2*time.Minute && ctx.Err() == nil {
+		time.Sleep(500 * time.Millisecond)
+		jobs, recorded := cacheState(ctx, mgr.GetCache())
+		total := sumCounter("controller_runtime_reconcile_total", "")
+		if jobs >= f.rooms && recorded >= f.rooms {
+			if tSettled == 0 {
+				tSettled = time.Since(start)
+			}
+			if total == lastTotal {
+				settled = true
+				break
+			}
+		}
+		lastTotal = total
+	}
+	pprof.StopCPUProfile()
+	ctrlPhase := phase{name: "controller", took: tJobs, wall: time.Since(start), cpu: diff(cpu0, cpuMillis()), api: diff(api0, scrape())}
+	heapAfter := heapAlloc()
+	if f.heapProfile != "" {
+		if hf, err := os.Create(f.heapProfile); err == nil {
+			_ = pprof.WriteHeapProfile(hf)
+			hf.Close()
+		}
+	}
+	reconciles := map[string]float64{}
+	for _, c := range []string{"liveroom", "recordingpolicy"} {
+		reconciles[c] = sumCounter("controller_runtime_reconcile_total", c)
+		reconciles[c+" errors"] = sumCounter("controller_runtime_reconcile_errors_total", c)
+		reconciles[c+" seconds"] = histogramSum("controller_runtime_reconcile_time_seconds", c)
+	}
+	stopManager()
+	runtime.KeepAlive(mgr)
+
+	if f.bareAfter {
+		// The rooms' UIDs again, for the owner references.
+		c, err := client.New(withQPS(cfg, f.setupQPS, 2*int(f.setupQPS)), client.Options{Scheme: scheme})
+		if err != nil {
+			return err
+		}
+		var list livev1.LiveRoomList
+		if err := c.List(ctx, &list, client.InNamespace(nsRooms)); err != nil {
+			return err
+		}
+		rooms = make([]*livev1.LiveRoom, len(list.Items))
+		for i := range list.Items {
+			rooms[i] = &list.Items[i]
+		}
+		slices.SortFunc(rooms, func(a, b *livev1.LiveRoom) int { return strings.Compare(a.Name, b.Name) })
+		if err := bare(nsBare2); err != nil {
+			return err
+		}
+	}
+
+	report(f, phases, ctrlPhase, finished, tFirst, tSettled, settled, heapBefore, heapAfter, reconciles)
+	return nil
+}
+
+// createRooms stores rooms the way the callback server does (object, then status) and
+// returns them in name order.
+func createRooms(ctx context.Context, c client.Client, f *flags) ([]*livev1.LiveRoom, error) {
+	rooms := make([]*livev1.LiveRoom, f.rooms)
+	created := time.Now().Add(-time.Minute).Unix()
+	for i := range rooms {
+		id := fmt.Sprintf("room-%06d", i)
+		body := fmt.Sprintf(`{"CallbackCommand":"Live.CallbackAfterCreateRoom","Operator_Account":"admin","RoomInfo":{"RoomId":%q,"RoomName":%q,"RoomType":"Live","Owner_Account":"user%d","MaxMemberCount":300,"IsSeatEnabled":true,"TakeSeatMode":"ApplyToTake","MaxSeatCount":16,"CreateTime":%d,"Category":[1,2]}}`,
+			id, "Room "+id, i%100, created)
+		cb, err := tencent.Decode([]byte(body), tencent.CommandCreateRoom)
+		if err != nil {
+			return nil, err
+		}
+		room := &livev1.LiveRoom{
+			ObjectMeta: metav1.ObjectMeta{Name: naming.RoomObjectName(id), Namespace: nsRooms,
+				Annotations: map[string]string{livev1.OriginAnnotation: livev1.OriginCallback}},
+			Spec: livev1.LiveRoomSpec{RoomID: id, SDKAppID: sdkAppID},
+		}
+		roomstate.ForCallback(cb, time.Now())(room)
+		room.Labels = roomstate.Labels(&room.Spec)
+		rooms[i] = room
+	}
+	var next atomic.Int64
+	var firstErr error
+	var once sync.Once
+	var wg sync.WaitGroup
+	for range f.setupWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(rooms) || ctx.Err() != nil {
+					return
+				}
+				room := rooms[i]
+				st := room.Status.DeepCopy()
+				err := c.Create(ctx, room)
+				if err == nil {
+					room.Status = *st
+					err = c.Status().Update(ctx, room)
+				}
+				if err != nil {
+					once.Do(func() { firstErr = err })
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr == nil {
+		firstErr = ctx.Err()
+	}
+	return rooms, firstErr
+}
+
+// recordingPolicy selects every room (all are of type Live) with a small Job template.
+func recordingPolicy() *livev1.RecordingPolicy {
+	return &livev1.RecordingPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: policyName, Namespace: nsRooms},
+		Spec: livev1.RecordingPolicySpec{
+			RoomSelector: &metav1.LabelSelector{MatchLabels: map[string]string{livev1.RoomTypeLabel: "Live"}},
+			JobTemplate: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{
+				Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
+					RestartPolicy: corev1.RestartPolicyNever,
+					Containers: []corev1.Container{{Name: "record", Image: "registry.example.com/recorder:1.0",
+						Args: []string{"--out", "s3://recordings/"}, Env: []corev1.EnvVar{{Name: "FORMAT", Value: "mp4"}}}},
+				}},
+			}},
+		},
+	}
+}
+
+// bareJob is the Job the controller makes for room and policy (controllers/recording.go),
+// in namespace ns; its owner reference names the room in its own namespace.
+func bareJob(room *livev1.LiveRoom, p *livev1.RecordingPolicy, ns string) *batchv1.Job {
+	tmpl := p.Spec.JobTemplate.DeepCopy()
+	lbl := func() map[string]string {
+		return map[string]string{livev1.RoomLabel: naming.LabelValue(room.Name), livev1.PolicyLabel: naming.LabelValue(p.Name)}
+	}
+	job := &batchv1.Job{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: naming.JobName(room.Name, p.Name), Namespace: ns, Labels: lbl(),
+			Annotations: map[string]string{livev1.PolicyLabel: p.Name},
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: livev1.GroupVersion.String(), Kind: "LiveRoom",
+				Name: room.Name, UID: room.UID, Controller: new(true), BlockOwnerDeletion: new(true)}},
+		},
+		Spec: tmpl.Spec,
+	}
+	job.Spec.Template.Labels = lbl()
+	env := []corev1.EnvVar{
+		{Name: controllers.EnvRoomID, Value: room.Spec.RoomID},
+		{Name: controllers.EnvSDKAppID, Value: strconv.FormatInt(room.Spec.SDKAppID, 10)},
+		{Name: controllers.EnvOwner, Value: room.Spec.Owner},
+		{Name: controllers.EnvRoomName, Value: room.Spec.RoomName},
+	}
+	for i := range job.Spec.Template.Spec.Containers {
+		c := &job.Spec.Template.Spec.Containers[i]
+		c.Env = append(c.Env, env...)
+	}
+	return job
+}
+
+// bareLoop creates one Job per room with a plain client-go clientset from workers
+// goroutines and returns the time until the last create returned.
+func bareLoop(ctx context.Context, cfg *rest.Config, workers int, rooms []*livev1.LiveRoom, p *livev1.RecordingPolicy, ns string) (time.Duration, int, error) {
+	jobs := make([]*batchv1.Job, len(rooms))
+	for i, room := range rooms {
+		jobs[i] = bareJob(room, p, ns)
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return 0, 0, err
+	}
+	var next atomic.Int64
+	var errs atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(jobs) || ctx.Err() != nil {
+					return
+				}
+				if _, err := cs.BatchV1().Jobs(ns).Create(ctx, jobs[i], metav1.CreateOptions{}); err != nil {
+					errs.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return time.Since(start), int(errs.Load()), ctx.Err()
+}
+
+// jobCounter counts distinct Jobs added in a namespace through a metadata-only watch.
+type jobCounter struct {
+	done  chan struct{}
+	first atomic.Int64 // UnixNano of the first Job seen
+	last  time.Time    // when the want-th Job was seen; valid once done is closed
+}
+
+func (c *jobCounter) firstAt() time.Time { return time.Unix(0, c.first.Load()) }
+
+func watchJobs(ctx context.Context, cfg *rest.Config, ns string, want int) (*jobCounter, error) {
+	mc, err := metadata.NewForConfig(withQPS(cfg, -1, 0))
+	if err != nil {
+		return nil, err
+	}
+	res := mc.Resource(batchv1.SchemeGroupVersion.WithResource("jobs")).Namespace(ns)
+	list, err := res.List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	for _, j := range list.Items {
+		seen[j.Name] = true
+	}
+	c := &jobCounter{done: make(chan struct{})}
+	rv := list.ResourceVersion
+	go func() {
+		for ctx.Err() == nil {
+			w, err := res.Watch(ctx, metav1.ListOptions{ResourceVersion: rv})
+			if err != nil {
+				time.Sleep(100 * time.Millisecond)
+				continue
+			}
+			for ev := range w.ResultChan() {
+				m, ok := ev.Object.(*metav1.PartialObjectMetadata)
+				if !ok {
+					continue
+				}
+				rv = m.ResourceVersion
+				if ev.Type != watch.Added || seen[m.Name] {
+					continue
+				}
+				seen[m.Name] = true
+				c.first.CompareAndSwap(0, time.Now().UnixNano())
+				if len(seen) == want {
+					c.last = time.Now()
+					close(c.done)
+					w.Stop()
+					return
+				}
+			}
+		}
+	}()
+	return c, nil
+}
+
+// cacheState counts, in the manager's cache, the recording Jobs and the rooms whose
+// status lists a recording.
+func cacheState(ctx context.Context, c cache.Cache) (jobs, recorded int) {
+	var jl batchv1.JobList
+	if err := c.List(ctx, &jl, client.InNamespace(nsRooms), client.UnsafeDisableDeepCopy); err == nil {
+		jobs = len(jl.Items)
+	}
+	var rl livev1.LiveRoomList
+	if err := c.List(ctx, &rl, client.InNamespace(nsRooms), client.UnsafeDisableDeepCopy); err == nil {
+		for i := range rl.Items {
+			if len(rl.Items[i].Status.Recordings) > 0 {
+				recorded++
+			}
+		}
+	}
+	return jobs, recorded
+}
+
+// sumCounter sums a controller-runtime counter, for one controller or ("") all.
+func sumCounter(name, controller string) float64 {
+	mfs, err := crmetrics.Registry.Gather()
+	if err != nil {
+		return 0
+	}
+	total := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			match := controller == ""
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "controller" && l.GetValue() == controller {
+					match = true
+				}
+			}
+			if match {
+				total += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return total
+}
+
+// histogramSum is the sum of a controller-runtime histogram for one controller.
+func histogramSum(name, controller string) float64 {
+	mfs, err := crmetrics.Registry.Gather()
+	if err != nil {
+		return 0
+	}
+	total := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "controller" && l.GetValue() == controller {
+					total += m.GetHistogram().GetSampleSum()
+				}
+			}
+		}
+	}
+	return total
+}
+
+func heapAlloc() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
+
+func diff(before, after map[string]float64) map[string]float64 {
+	out := map[string]float64{}
+	for k, v := range after {
+		if d := v - before[k]; d != 0 {
+			out[k] = d
+		}
+	}
+	return out
+}
+
+func report(f *flags, bares []phase, c phase, finished bool, tFirst, tSettled time.Duration, settled bool,
+	heapBefore, heapAfter uint64, reconciles map[string]float64) {
+	n := float64(f.rooms)
+	fmt.Println()
+	fmt.Printf("%-22s | %12s %7s | %-s\n", "", "time to Jobs", "Jobs/s", "per Job: kube-apiserver requests; CPU ms (bench process / kube-apiserver / etcd); other processes' load")
+	row := func(p phase, note string) {
+		other := max(0, p.cpu["machine"]-p.cpu["self"]-p.cpu["kube-apiserver"]-p.cpu["etcd"]) / float64(p.wall.Milliseconds())
+		fmt.Printf("%-22s | %12s %7.1f | %s; CPU %.2f / %.2f / %.2f; other %.2f cores%s\n", p.name, p.took.Round(time.Millisecond), n/p.took.Seconds(),
+			apiSummary(p.api, n), p.cpu["self"]/n, p.cpu["kube-apiserver"]/n, p.cpu["etcd"]/n, other, note)
+	}
+	var bareSum time.Duration
+	for _, b := range bares {
+		note := ""
+		if b.errs > 0 {
+			note = fmt.Sprintf(" (%d creates failed)", b.errs)
+		}
+		row(b, note)
+		bareSum += b.took
+	}
+	bareMean := bareSum / time.Duration(len(bares))
+	note := ""
+	if !finished {
+		note = " (DID NOT FINISH)"
+	}
+	row(c, note)
+	fmt.Printf("%-22s   first Job after %s; all rooms' status showing their recording after %s\n", "",
+		tFirst.Round(time.Millisecond), tSettled.Round(time.Millisecond))
+	for _, name := range []string{"liveroom", "recordingpolicy"} {
+		fmt.Printf("%-22s   %s reconciles: %.0f (%.0f errors), %.1fs in Reconcile in total, %.2fms mean\n", "", name,
+			reconciles[name], reconciles[name+" errors"], reconciles[name+" seconds"], 1000*reconciles[name+" seconds"]/max(1, reconciles[name]))
+	}
+	if !settled {
+		fmt.Printf("%-22s   the controller had not settled when the heap was measured\n", "")
+	}
+
+	perRoom := (float64(heapAfter) - float64(heapBefore)) / n / 1024
+	fmt.Println()
+	fmt.Printf("manager heap: %.1f MiB before start, %.1f MiB settled -> %.2f KiB per room\n",
+		float64(heapBefore)/(1<<20), float64(heapAfter)/(1<<20), perRoom)
+	fmt.Println("  (HeapAlloc after forced GC; includes the LiveRoom cache with the controller's status, the Job cache,")
+	fmt.Println("   the RecordingPolicy cache, the spec.roomId and Job owner indexes, workqueues and the Event recorder's")
+	fmt.Println("   series cache of the Events sent in the last 6 minutes)")
+	fmt.Println()
+	ratio := c.took.Seconds() / bareMean.Seconds()
+	verdict := "PASS"
+	if !finished || ratio > 1.25 {
+		verdict = "FAIL"
+	}
+	fmt.Printf("%s  controller time %.2f x bare loop (mean %s; target <= 1.25)\n", verdict, ratio, bareMean.Round(time.Millisecond))
+	verdict = "PASS"
+	if perRoom >= 10 {
+		verdict = "FAIL"
+	}
+	fmt.Printf("%s  heap per room %.2f KiB (target < 10 KiB)\n", verdict, perRoom)
+}
+
+// apiSummary lists the writes (and any non-watch reads) per Job, "VERB resource code n".
+func apiSummary(api map[string]float64, n float64) string {
+	keys := make([]string, 0, len(api))
+	for k, v := range api {
+		if v/n >= 0.005 && !strings.HasPrefix(k, "WATCH") {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s %.2f", k, api[k]/n))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// scrapeAPI reads kube-apiserver's apiserver_request_total, keyed "VERB resource[/sub] code".
+func scrapeAPI(ctx context.Context, c rest.Interface) map[string]float64 {
+	out := map[string]float64{}
+	body, err := c.Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		return out
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if !strings.HasPrefix(line, "apiserver_request_total{") {
+			continue
+		}
+		end := strings.LastIndexByte(line, '}')
+		if end < 0 {
+			continue
+		}
+		lbl := parseLabels(line[len("apiserver_request_total{"):end])
+		switch lbl["resource"] {
+		case "jobs", "liverooms", "recordingpolicies", "events":
+		default:
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(line[end+1:]), 64)
+		if err != nil {
+			continue
+		}
+		res := lbl["resource"]
+		if lbl["subresource"] != "" {
+			res += "/" + lbl["subresource"]
+		}
+		out[lbl["verb"]+" "+res+" "+lbl["code"]] += v
+	}
+	return out
+}
+
+func parseLabels(s string) map[string]string {
+	out := map[string]string{}
+	for s != "" {
+		eq := strings.IndexByte(s, '=')
+		if eq < 0 || len(s) < eq+2 || s[eq+1] != '"' {
+			break
+		}
+		key, rest := s[:eq], s[eq+2:]
+		end := strings.IndexByte(rest, '"')
+		if end < 0 {
+			break
+		}
+		out[key] = rest[:end]
+		s = strings.TrimPrefix(rest[end+1:], ",")
+	}
+	return out
+}
+
+// cpuMillis is the CPU time in milliseconds of this process ("self") and of its children
+// kube-apiserver and etcd (envtest starts them), and the busy time of the whole machine
+// ("machine"), from /proc.
+func cpuMillis() map[string]float64 {
+	out := map[string]float64{}
+	self := os.Getpid()
+	read := func(pid string) (comm string, ppid int, ms float64, ok bool) {
+		b, err := os.ReadFile("/proc/" + pid + "/stat")
+		if err != nil {
+			return "", 0, 0, false
+		}
+		s := string(b)
+		lp, rp := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		if lp < 0 || rp < 0 {
+			return "", 0, 0, false
+		}
+		fields := strings.Fields(s[rp+1:])
+		if len(fields) < 13 {
+			return "", 0, 0, false
+		}
+		ppid, _ = strconv.Atoi(fields[1])
+		utime, _ := strconv.ParseFloat(fields[11], 64)
+		stime, _ := strconv.ParseFloat(fields[12], 64)
+		return s[lp+1 : rp], ppid, (utime + stime) * 10, true // USER_HZ is 100 on Linux
+	}
+	if b, err := os.ReadFile("/proc/stat"); err == nil {
+		// The first line sums all CPUs: user nice system idle iowait irq softirq steal ...
+		if line, _, _ := strings.Cut(string(b), "\n"); strings.HasPrefix(line, "cpu ") {
+			for i, v := range strings.Fields(line)[1:] {
+				n, _ := strconv.ParseFloat(v, 64)
+				if i < 8 && i != 3 && i != 4 {
+					out["machine"] += n * 10
+				}
+			}
+		}
+	}
+	if _, _, v, ok := read(strconv.Itoa(self)); ok {
+		out["self"] = v
+	}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		if e.Name()[0] < '0' || e.Name()[0] > '9' {
+			continue
+		}
+		if comm, ppid, v, ok := read(e.Name()); ok && ppid == self {
+			out[comm] += v
+		}
+	}
+	return out
+}
