@@ -45,18 +45,15 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/liveroom-io/liveroom-operator/controllers"
+	"github.com/liveroom-io/liveroom-operator/hack/bench/internal/measure"
+
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
-	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
-	apiruntime "k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/selection"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/watch"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/events"
@@ -169,13 +166,6 @@ func main() {
 	}
 }
 
-func newScheme() *apiruntime.Scheme {
-	s := apiruntime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(s))
-	utilruntime.Must(livev1.AddToScheme(s))
-	return s
-}
-
 // bench holds what every request needs.
 type bench struct {
 	url        string
@@ -197,7 +187,7 @@ func run(ctx context.Context, f *flags) error {
 	}
 	defer func() { _ = env.Stop() }()
 	cfg.QPS, cfg.Burst = float32(f.qps), f.burst
-	scheme := newScheme()
+	scheme := testenv.Scheme
 
 	raw, err := client.New(rest.CopyConfig(cfg), client.Options{Scheme: scheme})
 	if err != nil {
@@ -214,10 +204,7 @@ func run(ctx context.Context, f *flags) error {
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
-		Cache: cache.Options{
-			DefaultTransform: cache.TransformStripManagedFields(),
-			ByObject:         map[client.Object]cache.ByObject{&batchv1.Job{}: {Label: recordingJobs()}},
-		},
+		Cache:                  controllers.CacheOptions(),
 	})
 	if err != nil {
 		return err
@@ -274,7 +261,7 @@ func run(ctx context.Context, f *flags) error {
 	}
 	mcfg := rest.CopyConfig(cfg)
 	mcfg.QPS, mcfg.Burst = -1, 0 // no client-side limit for the metrics scrape and the watch
-	if b.metricsCl, err = rest.UnversionedRESTClientFor(withCodecs(rest.CopyConfig(mcfg))); err != nil {
+	if b.metricsCl, err = measure.MetricsClient(mcfg); err != nil {
 		return err
 	}
 	if err := b.countEvents(ctx, mcfg); err != nil {
@@ -318,7 +305,7 @@ func run(ctx context.Context, f *flags) error {
 	for li, conc := range f.levels {
 		lr := levelResult{conc: conc}
 		n := f.requests[li]
-		levelCPU, levelStart := cpuTicks(), time.Now()
+		levelCPU, levelStart := measure.CPUMillis(), time.Now()
 		for r := range f.rounds {
 			share := n / f.rounds
 			if r == f.rounds-1 {
@@ -326,7 +313,7 @@ func run(ctx context.Context, f *flags) error {
 			}
 			for k := range modes {
 				m := modes[(r+k)%len(modes)]
-				apiBefore, cpuBefore := b.scrape(ctx), cpuTicks()
+				apiBefore, cpuBefore := measure.APIRequests(ctx, b.metricsCl, "liverooms", "events"), measure.CPUMillis()
 				res, err := b.runMode(ctx, m, conc, share)
 				if err != nil {
 					return err
@@ -336,7 +323,7 @@ func run(ctx context.Context, f *flags) error {
 					// here) before the next run starts.
 					b.drainEvents(ctx)
 				}
-				cpuAfter, apiAfter := cpuTicks(), b.scrape(ctx)
+				cpuAfter, apiAfter := measure.CPUMillis(), measure.APIRequests(ctx, b.metricsCl, "liverooms", "events")
 				acct[m].add(share, apiBefore, apiAfter, cpuBefore, cpuAfter)
 				if f.verbose {
 					var one stats
@@ -347,7 +334,7 @@ func run(ctx context.Context, f *flags) error {
 				lr.modes[m].add(res)
 			}
 		}
-		lr.background = background(levelCPU, cpuTicks(), time.Since(levelStart))
+		lr.background = background(levelCPU, measure.CPUMillis(), time.Since(levelStart))
 		results = append(results, lr)
 		if li < len(f.levels)-1 {
 			// Every level starts from empty namespaces, so the stored rooms do not pile up.
@@ -361,13 +348,6 @@ func run(ctx context.Context, f *flags) error {
 	printTable(results, f.noEvents)
 	printAccounting(acct, modes)
 	return b.verify(ctx)
-}
-
-// recordingJobs is main.go's Job cache selector.
-func recordingJobs() labels.Selector {
-	req, err := labels.NewRequirement(livev1.RoomLabel, selection.Exists, nil)
-	utilruntime.Must(err)
-	return labels.NewSelector().Add(*req)
 }
 
 // runResult is one run of a mode: per-request latencies and the wall time.
@@ -719,57 +699,6 @@ func printAccounting(acct [numModes]accounting, modes []mode) {
 	}
 }
 
-// cpuTicks is the CPU time in milliseconds of this process and of its children
-// kube-apiserver and etcd (envtest starts them), and the busy time of the whole machine
-// ("machine"), from /proc.
-func cpuTicks() map[string]float64 {
-	out := map[string]float64{}
-	self := os.Getpid()
-	read := func(pid string) (comm string, ppid int, ms float64, ok bool) {
-		b, err := os.ReadFile("/proc/" + pid + "/stat")
-		if err != nil {
-			return "", 0, 0, false
-		}
-		s := string(b)
-		lp, rp := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-		if lp < 0 || rp < 0 {
-			return "", 0, 0, false
-		}
-		fields := strings.Fields(s[rp+1:])
-		if len(fields) < 13 {
-			return "", 0, 0, false
-		}
-		ppid, _ = strconv.Atoi(fields[1])
-		utime, _ := strconv.ParseFloat(fields[11], 64)
-		stime, _ := strconv.ParseFloat(fields[12], 64)
-		return s[lp+1 : rp], ppid, (utime + stime) * 10, true // USER_HZ is 100 on Linux
-	}
-	if b, err := os.ReadFile("/proc/stat"); err == nil {
-		// The first line sums all CPUs: user nice system idle iowait irq softirq steal ...
-		if line, _, _ := strings.Cut(string(b), "\n"); strings.HasPrefix(line, "cpu ") {
-			for i, v := range strings.Fields(line)[1:] {
-				n, _ := strconv.ParseFloat(v, 64)
-				if i < 8 && i != 3 && i != 4 {
-					out["machine"] += n * 10
-				}
-			}
-		}
-	}
-	if _, _, v, ok := read(strconv.Itoa(self)); ok {
-		out["self"] = v
-	}
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		if e.Name()[0] < '0' || e.Name()[0] > '9' {
-			continue
-		}
-		if comm, ppid, v, ok := read(e.Name()); ok && ppid == self {
-			out[comm] += v
-		}
-	}
-	return out
-}
-
 // drainEvents waits until the API server has an Event for every room the server created
 // (the recorder writes them asynchronously), or no Event arrived for a second.
 func (b *bench) drainEvents(ctx context.Context) {
@@ -817,61 +746,4 @@ func (b *bench) countEvents(ctx context.Context, cfg *rest.Config) error {
 		}
 	}()
 	return nil
-}
-
-// scrape reads apiserver_request_total for the resources the benchmark touches, keyed
-// "VERB resource[/subresource] code".
-func (b *bench) scrape(ctx context.Context) map[string]float64 {
-	out := map[string]float64{}
-	body, err := b.metricsCl.Get().AbsPath("/metrics").DoRaw(ctx)
-	if err != nil {
-		return out
-	}
-	for _, line := range strings.Split(string(body), "\n") {
-		if !strings.HasPrefix(line, "apiserver_request_total{") {
-			continue
-		}
-		end := strings.LastIndexByte(line, '}')
-		if end < 0 {
-			continue
-		}
-		lbl := parseLabels(line[len("apiserver_request_total{"):end])
-		if lbl["resource"] != "liverooms" && lbl["resource"] != "events" {
-			continue
-		}
-		v, err := strconv.ParseFloat(strings.TrimSpace(line[end+1:]), 64)
-		if err != nil {
-			continue
-		}
-		res := lbl["resource"]
-		if lbl["subresource"] != "" {
-			res += "/" + lbl["subresource"]
-		}
-		out[lbl["verb"]+" "+res+" "+lbl["code"]] += v
-	}
-	return out
-}
-
-func parseLabels(s string) map[string]string {
-	out := map[string]string{}
-	for s != "" {
-		eq := strings.IndexByte(s, '=')
-		if eq < 0 || len(s) < eq+2 || s[eq+1] != '"' {
-			break
-		}
-		key, rest := s[:eq], s[eq+2:]
-		end := strings.IndexByte(rest, '"')
-		if end < 0 {
-			break
-		}
-		out[key] = rest[:end]
-		s = strings.TrimPrefix(rest[end+1:], ",")
-	}
-	return out
-}
-
-func withCodecs(cfg *rest.Config) *rest.Config {
-	cfg.GroupVersion = &corev1.SchemeGroupVersion
-	cfg.NegotiatedSerializer = clientgoscheme.Codecs.WithoutConversion()
-	return cfg
 }

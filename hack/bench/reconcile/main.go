@@ -26,15 +26,14 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/liveroom-io/liveroom-operator/hack/bench/internal/measure"
+
 	"github.com/go-logr/logr"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	apiruntime "k8s.io/apimachinery/pkg/runtime"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -113,13 +112,6 @@ func main() {
 	}
 }
 
-func newScheme() *apiruntime.Scheme {
-	s := apiruntime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(s))
-	utilruntime.Must(livev1.AddToScheme(s))
-	return s
-}
-
 // withQPS is cfg with its own client-side rate limit.
 func withQPS(cfg *rest.Config, qps float64, burst int) *rest.Config {
 	c := rest.CopyConfig(cfg)
@@ -143,19 +135,18 @@ func run(ctx context.Context, f *flags) error {
 		return err
 	}
 	defer func() { _ = env.Stop() }()
-	scheme := newScheme()
+	scheme := testenv.Scheme
 	setup, err := client.New(withQPS(cfg, f.setupQPS, 2*int(f.setupQPS)), client.Options{Scheme: scheme})
 	if err != nil {
 		return err
 	}
-	mcfg := withQPS(cfg, -1, 0)
-	mcfg.GroupVersion = &corev1.SchemeGroupVersion
-	mcfg.NegotiatedSerializer = clientgoscheme.Codecs.WithoutConversion()
-	metricsCl, err := rest.UnversionedRESTClientFor(mcfg)
+	metricsCl, err := measure.MetricsClient(cfg)
 	if err != nil {
 		return err
 	}
-	scrape := func() map[string]float64 { return scrapeAPI(ctx, metricsCl) }
+	scrape := func() map[string]float64 {
+		return measure.APIRequests(ctx, metricsCl, "jobs", "liverooms", "recordingpolicies", "events")
+	}
 
 	fmt.Printf("GOMAXPROCS=%d, NumCPU=%d: bench process (manager or bare loop), kube-apiserver and etcd share these cores.\n", runtime.GOMAXPROCS(0), runtime.NumCPU())
 	fmt.Printf("%d rooms, client QPS/burst %g/%d, concurrency %d (controller MaxConcurrentReconciles = bare loop workers)\n", f.rooms, f.qps, f.burst, f.workers)
@@ -179,12 +170,12 @@ func run(ctx context.Context, f *flags) error {
 
 	var phases []phase
 	bare := func(ns string) error {
-		api0, cpu0, t0 := scrape(), cpuMillis(), time.Now()
+		api0, cpu0, t0 := scrape(), measure.CPUMillis(), time.Now()
 		took, errs, err := bareLoop(ctx, withQPS(cfg, f.qps, f.burst), f.workers, rooms, pol, ns)
 		if err != nil {
 			return err
 		}
-		cpu := diff(cpu0, cpuMillis())
+		cpu := diff(cpu0, measure.CPUMillis())
 		phases = append(phases, phase{name: "bare loop, " + strings.TrimPrefix(ns, "bench-"), took: took, errs: errs,
 			wall: time.Since(t0), cpu: cpu, api: diff(api0, scrape())})
 		return nil
@@ -230,7 +221,7 @@ func run(ctx context.Context, f *flags) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	api0, cpu0 := scrape(), cpuMillis()
+	api0, cpu0 := scrape(), measure.CPUMillis()
 	mgrCtx, stopMgr := context.WithCancel(ctx)
 	mgr, err := ctrl.NewManager(withQPS(cfg, f.qps, f.burst), manager.Options{
 		Scheme:                 scheme,
@@ -307,7 +298,7 @@ func run(ctx context.Context, f *flags) error {
 		lastTotal = total
 	}
 	pprof.StopCPUProfile()
-	ctrlPhase := phase{name: "controller", took: tJobs, wall: time.Since(start), cpu: diff(cpu0, cpuMillis()), api: diff(api0, scrape())}
+	ctrlPhase := phase{name: "controller", took: tJobs, wall: time.Since(start), cpu: diff(cpu0, measure.CPUMillis()), api: diff(api0, scrape())}
 	heapAfter := heapAlloc()
 	if f.heapProfile != "" {
 		if hf, err := os.Create(f.heapProfile); err == nil {
@@ -694,107 +685,4 @@ func apiSummary(api map[string]float64, n float64) string {
 		parts = append(parts, fmt.Sprintf("%s %.2f", k, api[k]/n))
 	}
 	return strings.Join(parts, ", ")
-}
-
-// scrapeAPI reads kube-apiserver's apiserver_request_total, keyed "VERB resource[/sub] code".
-func scrapeAPI(ctx context.Context, c rest.Interface) map[string]float64 {
-	out := map[string]float64{}
-	body, err := c.Get().AbsPath("/metrics").DoRaw(ctx)
-	if err != nil {
-		return out
-	}
-	for _, line := range strings.Split(string(body), "\n") {
-		if !strings.HasPrefix(line, "apiserver_request_total{") {
-			continue
-		}
-		end := strings.LastIndexByte(line, '}')
-		if end < 0 {
-			continue
-		}
-		lbl := parseLabels(line[len("apiserver_request_total{"):end])
-		switch lbl["resource"] {
-		case "jobs", "liverooms", "recordingpolicies", "events":
-		default:
-			continue
-		}
-		v, err := strconv.ParseFloat(strings.TrimSpace(line[end+1:]), 64)
-		if err != nil {
-			continue
-		}
-		res := lbl["resource"]
-		if lbl["subresource"] != "" {
-			res += "/" + lbl["subresource"]
-		}
-		out[lbl["verb"]+" "+res+" "+lbl["code"]] += v
-	}
-	return out
-}
-
-func parseLabels(s string) map[string]string {
-	out := map[string]string{}
-	for s != "" {
-		eq := strings.IndexByte(s, '=')
-		if eq < 0 || len(s) < eq+2 || s[eq+1] != '"' {
-			break
-		}
-		key, rest := s[:eq], s[eq+2:]
-		end := strings.IndexByte(rest, '"')
-		if end < 0 {
-			break
-		}
-		out[key] = rest[:end]
-		s = strings.TrimPrefix(rest[end+1:], ",")
-	}
-	return out
-}
-
-// cpuMillis is the CPU time in milliseconds of this process ("self") and of its children
-// kube-apiserver and etcd (envtest starts them), and the busy time of the whole machine
-// ("machine"), from /proc.
-func cpuMillis() map[string]float64 {
-	out := map[string]float64{}
-	self := os.Getpid()
-	read := func(pid string) (comm string, ppid int, ms float64, ok bool) {
-		b, err := os.ReadFile("/proc/" + pid + "/stat")
-		if err != nil {
-			return "", 0, 0, false
-		}
-		s := string(b)
-		lp, rp := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-		if lp < 0 || rp < 0 {
-			return "", 0, 0, false
-		}
-		fields := strings.Fields(s[rp+1:])
-		if len(fields) < 13 {
-			return "", 0, 0, false
-		}
-		ppid, _ = strconv.Atoi(fields[1])
-		utime, _ := strconv.ParseFloat(fields[11], 64)
-		stime, _ := strconv.ParseFloat(fields[12], 64)
-		return s[lp+1 : rp], ppid, (utime + stime) * 10, true // USER_HZ is 100 on Linux
-	}
-	if b, err := os.ReadFile("/proc/stat"); err == nil {
-		// The first line sums all CPUs: user nice system idle iowait irq softirq steal ...
-		if line, _, _ := strings.Cut(string(b), "\n"); strings.HasPrefix(line, "cpu ") {
-			for i, v := range strings.Fields(line)[1:] {
-				n, _ := strconv.ParseFloat(v, 64)
-				if i < 8 && i != 3 && i != 4 {
-					out["machine"] += n * 10
-				}
-			}
-		}
-	}
-	if _, _, v, ok := read(strconv.Itoa(self)); ok {
-		out["self"] = v
-	}
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		if e.Name()[0] < '0' || e.Name()[0] > '9' {
-			continue
-		}
-		if comm, ppid, v, ok := read(e.Name()); ok && ppid == self {
-			out[comm] += v
-		}
-	}
-	return out
 }
