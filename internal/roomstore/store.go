@@ -170,12 +170,11 @@ var errRaced = errors.New("room was created concurrently")
 // write stores the callback-owned parts of room that differ from cur (nil: a new room).
 func (s *Store) write(ctx context.Context, cur, room *livev1.LiveRoom) (*livev1.LiveRoom, error) {
 	stored := cur
-	if cur == nil || (!room.Declared() && !reflect.DeepEqual(mainApply(cur), mainApply(room))) {
-		u := mainApply(room)
+	if main := mainApply(room); cur == nil || (!room.Declared() && !reflect.DeepEqual(mainApply(cur), main)) {
 		if cur != nil {
-			u.SetResourceVersion(cur.ResourceVersion)
+			main.SetResourceVersion(cur.ResourceVersion)
 		}
-		out, err := s.apply(ctx, u, false)
+		out, err := s.apply(ctx, main, false)
 		if err != nil {
 			if cur == nil && apierrors.IsInvalid(err) && strings.Contains(err.Error(), "roomId is immutable") {
 				return nil, &nameClashError{name: room.Name}
@@ -189,10 +188,9 @@ func (s *Store) write(ctx context.Context, cur, room *livev1.LiveRoom) (*livev1.
 		}
 		stored = out
 	}
-	if !reflect.DeepEqual(statusApply(cur), statusApply(room)) {
-		u := statusApply(room)
-		u.SetResourceVersion(stored.ResourceVersion)
-		out, err := s.apply(ctx, u, true)
+	if status := statusApply(room); !reflect.DeepEqual(statusApply(cur), status) {
+		status.SetResourceVersion(stored.ResourceVersion)
+		out, err := s.apply(ctx, status, true)
 		if err != nil {
 			return nil, err
 		}

@@ -284,17 +284,11 @@ func run(ctx context.Context, f *flags) error {
 	}
 	b.drainEvents(ctx)
 
-	if f.cpuProfile != "" {
-		pf, err := os.Create(f.cpuProfile)
-		if err != nil {
-			return err
-		}
-		defer pf.Close()
-		if err := pprof.StartCPUProfile(pf); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := measure.CPUProfile(f.cpuProfile)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 
 	var results []levelResult
 	var acct [numModes]accounting

@@ -210,17 +210,11 @@ func run(ctx context.Context, f *flags) error {
 	setup, rooms = nil, nil
 	heapBefore := heapAlloc()
 
-	if f.cpuProfile != "" {
-		pf, err := os.Create(f.cpuProfile)
-		if err != nil {
-			return err
-		}
-		defer pf.Close()
-		if err := pprof.StartCPUProfile(pf); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := measure.CPUProfile(f.cpuProfile)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	api0, cpu0 := scrape(), measure.CPUMillis()
 	mgrCtx, stopMgr := context.WithCancel(ctx)
 	mgr, err := ctrl.NewManager(withQPS(cfg, f.qps, f.burst), manager.Options{
@@ -285,7 +279,7 @@ func run(ctx context.Context, f *flags) error {
 	for time.Since(settleStart) < 2*time.Minute && ctx.Err() == nil {
 		time.Sleep(500 * time.Millisecond)
 		jobs, recorded := cacheState(ctx, mgr.GetCache())
-		total := sumCounter("controller_runtime_reconcile_total", "")
+		total := sumMetric("controller_runtime_reconcile_total", "")
 		if jobs >= f.rooms && recorded >= f.rooms {
 			if tSettled == 0 {
 				tSettled = time.Since(start)
@@ -308,9 +302,9 @@ func run(ctx context.Context, f *flags) error {
 	}
 	reconciles := map[string]float64{}
 	for _, c := range []string{"liveroom", "recordingpolicy"} {
-		reconciles[c] = sumCounter("controller_runtime_reconcile_total", c)
-		reconciles[c+" errors"] = sumCounter("controller_runtime_reconcile_errors_total", c)
-		reconciles[c+" seconds"] = histogramSum("controller_runtime_reconcile_time_seconds", c)
+		reconciles[c] = sumMetric("controller_runtime_reconcile_total", c)
+		reconciles[c+" errors"] = sumMetric("controller_runtime_reconcile_errors_total", c)
+		reconciles[c+" seconds"] = sumMetric("controller_runtime_reconcile_time_seconds", c)
 	}
 	stopManager()
 	runtime.KeepAlive(mgr)
@@ -549,8 +543,9 @@ func cacheState(ctx context.Context, c cache.Cache) (jobs, recorded int) {
 	return jobs, recorded
 }
 
-// sumCounter sums a controller-runtime counter, for one controller or ("") all.
-func sumCounter(name, controller string) float64 {
+// sumMetric sums a controller-runtime counter (or a histogram's sample sum) for one
+// controller, or for all with controller "".
+func sumMetric(name, controller string) float64 {
 	mfs, err := crmetrics.Registry.Gather()
 	if err != nil {
 		return 0
@@ -563,34 +558,15 @@ func sumCounter(name, controller string) float64 {
 		for _, m := range mf.GetMetric() {
 			match := controller == ""
 			for _, l := range m.GetLabel() {
-				if l.GetName() == "controller" && l.GetValue() == controller {
-					match = true
-				}
+				match = match || (l.GetName() == "controller" && l.GetValue() == controller)
 			}
-			if match {
+			if !match {
+				continue
+			}
+			if h := m.GetHistogram(); h != nil {
+				total += h.GetSampleSum()
+			} else {
 				total += m.GetCounter().GetValue()
-			}
-		}
-	}
-	return total
-}
-
-// histogramSum is the sum of a controller-runtime histogram for one controller.
-func histogramSum(name, controller string) float64 {
-	mfs, err := crmetrics.Registry.Gather()
-	if err != nil {
-		return 0
-	}
-	total := 0.0
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "controller" && l.GetValue() == controller {
-					total += m.GetHistogram().GetSampleSum()
-				}
 			}
 		}
 	}

@@ -5,6 +5,7 @@ package measure
 import (
 	"context"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -123,4 +124,21 @@ func parseLabels(s string) map[string]string {
 		s = strings.TrimPrefix(rest[end+1:], ",")
 	}
 	return out
+}
+
+// CPUProfile profiles this process into path until the returned stop is called; with an
+// empty path it does nothing.
+func CPUProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
