@@ -343,10 +343,16 @@ func (c *Client) call(ctx context.Context, command string, req, out any) error {
 		if err == nil {
 			return nil
 		}
-		if ctx.Err() != nil || attempt >= c.cfg.MaxAttempts || !IsRetryable(err) {
+		if attempt >= c.cfg.MaxAttempts || !IsRetryable(err) {
 			return err
 		}
-		if werr := sleep(ctx, c.backoff(attempt, err)); werr != nil {
+		// A retry is due, so a caller that has given up meanwhile is told that, whether
+		// it gave up before the backoff or during it.
+		werr := ctx.Err()
+		if werr == nil {
+			werr = sleep(ctx, c.backoff(attempt, err))
+		}
+		if werr != nil {
 			return fmt.Errorf("tencent %s: %w after %d attempts, last error: %v", command, werr, attempt, err)
 		}
 	}

@@ -52,18 +52,18 @@ func (r redactor) redact(err error) error {
 }
 
 func (r redactor) leaks(s string) bool {
-	if strings.Contains(strings.ToLower(s), "usersig=") {
-		return true
-	}
 	for _, secret := range r.secrets {
 		if secret != "" && strings.Contains(s, secret) {
 			return true
 		}
 	}
-	return false
+	return sigParam.MatchString(s)
 }
 
 func (r redactor) scrub(s string) string {
+	if !r.leaks(s) {
+		return s
+	}
 	for _, secret := range r.secrets {
 		if secret != "" {
 			s = strings.ReplaceAll(s, secret, redacted)
