@@ -2,19 +2,28 @@ package controllers
 
 import (
 	"context"
+	"net"
+	"strings"
 	"testing"
 	"time"
 
 	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	livev1 "github.com/liveroom-io/liveroom-operator/api/v1alpha1"
 	"github.com/liveroom-io/liveroom-operator/internal/tencent"
+	"github.com/liveroom-io/liveroom-operator/internal/testenv"
 )
 
 func declaredRoom(ns, name, roomID string, policy livev1.DeletionPolicy) *livev1.LiveRoom {
@@ -158,4 +167,89 @@ func TestDeclaredRoomWithoutTencentAPIIsStalled(t *testing.T) {
 	g.Expect(res.stalled.Reason).To(Equal(reasonNoAPI))
 	g.Expect(res.synced.Status).To(Equal(metav1.ConditionFalse))
 	g.Expect(room.Finalizers).To(BeEmpty(), "no finalizer that nothing could ever remove")
+}
+
+// TestDeclaredRoomWithTencentUnreachable keeps the admin UserSig, which the REST API
+// carries in the query string, out of conditions and Events when Tencent cannot be
+// reached. The suite's manager talks to the fake Tencent and would sync the room, so
+// this test runs its own control plane and manager, with the client main.go builds.
+func TestDeclaredRoomWithTencentUnreachable(t *testing.T) {
+	g := NewWithT(t)
+	env, cfg, err := testenv.Start()
+	g.Expect(err).NotTo(HaveOccurred())
+	t.Cleanup(func() { _ = env.Stop() })
+	c, err := client.New(cfg, client.Options{Scheme: testScheme})
+	g.Expect(err).NotTo(HaveOccurred())
+
+	const appID, admin, key = 1400000000, "administrator", "unreachable-secret-key"
+	tc, err := tencent.NewClient(tencent.Config{BaseURL: "http://" + closedAddress(t), SDKAppID: appID, AdminUser: admin,
+		SecretKey: func() (string, error) { return key, nil }})
+	g.Expect(err).NotTo(HaveOccurred())
+	mgr, err := ctrl.NewManager(cfg, manager.Options{Scheme: testScheme, Metrics: metricsserver.Options{BindAddress: "0"},
+		Controller: config.Controller{SkipNameValidation: new(true)}}) // the suite has a "liveroom" controller too
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect((&LiveRoomReconciler{Client: mgr.GetClient(), Scheme: testScheme, Recorder: mgr.GetEventRecorder(FieldOwner),
+		EndedRoomTTL: testTTL, Tencent: tc}).SetupWithManager(mgr)).To(Succeed())
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		_ = mgr.Start(ctx)
+	}()
+	t.Cleanup(func() { cancel(); <-stopped }) // before the control plane stops
+
+	began := time.Now()
+	ns := "unreachable"
+	g.Expect(c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
+	room := declaredRoom(ns, "far-away", "far-away-1", "")
+	g.Expect(c.Create(ctx, room)).To(Succeed())
+
+	texts := func() []string {
+		var cur livev1.LiveRoom
+		var list eventsv1.EventList
+		if c.Get(ctx, client.ObjectKeyFromObject(room), &cur) != nil || c.List(ctx, &list, client.InNamespace(ns)) != nil {
+			return nil
+		}
+		var out []string
+		for _, cond := range cur.Status.Conditions {
+			out = append(out, cond.Type+"/"+string(cond.Status)+"/"+cond.Reason+": "+cond.Message)
+		}
+		for _, e := range list.Items {
+			out = append(out, "event "+e.Reason+": "+e.Note)
+		}
+		return out
+	}
+	g.Eventually(texts, wait).Should(ContainElements(
+		And(HavePrefix("Synced/False/CreateFailed: "), ContainSubstring("connection refused")),
+		And(HavePrefix("event SyncFailed: "), ContainSubstring("connection refused"))))
+
+	// Deleting it tries destroy_room, which fails the same way.
+	g.Expect(c.Delete(ctx, room)).To(Succeed())
+	g.Eventually(texts, wait).Should(ContainElement(And(HavePrefix("event DestroyFailed: "), ContainSubstring("connection refused"))))
+
+	// Any UserSig the client can have signed during the test, one per second.
+	var sigs []string
+	for at := began.Truncate(time.Second); !at.After(time.Now()); at = at.Add(time.Second) {
+		sig, err := tencent.GenUserSig(appID, key, admin, 24*time.Hour, at)
+		g.Expect(err).NotTo(HaveOccurred())
+		sigs = append(sigs, sig, sig[:20])
+	}
+	for _, text := range texts() {
+		t.Log(text)
+		g.Expect(strings.ToLower(text)).NotTo(Or(ContainSubstring("usersig"), ContainSubstring("identifier="), ContainSubstring("sdkappid=")))
+		for _, sig := range sigs {
+			g.Expect(text).NotTo(ContainSubstring(sig))
+		}
+	}
+}
+
+// closedAddress is a local address nothing listens on.
+func closedAddress(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }

@@ -12,6 +12,7 @@ import (
 type delivery struct {
 	rawQuery string
 	body     []byte
+	size     int64 // bytes counted against QueueBytes: body and query
 	enqueued time.Time
 	attempts int
 	due      time.Time   // next retry; guarded by retryMu while waiting
@@ -24,9 +25,9 @@ var (
 )
 
 // Enqueue hands an after-event callback to the delivery workers without waiting. It
-// returns false, and counts the drop, when QueueSize deliveries are already held (pending
-// retries included) or the forwarder has stopped. The forwarder keeps body: the caller
-// must not modify it afterwards.
+// returns false, and counts the drop, when the held deliveries (pending retries
+// included) would exceed QueueSize or QueueBytes, or the forwarder has stopped. The
+// forwarder keeps body: the caller must not modify it afterwards.
 func (f *Forwarder) Enqueue(rawQuery string, body []byte) bool {
 	f.acceptMu.RLock()
 	defer f.acceptMu.RUnlock()
@@ -41,15 +42,38 @@ func (f *Forwarder) Enqueue(rawQuery string, body []byte) bool {
 	// capacity, so neither this send nor a retry's can block.
 	if f.pending.Add(1) > int64(f.cfg.QueueSize) {
 		f.pending.Add(-1)
-		f.series.dropped[DropOverflow].Inc()
-		if _, ok := f.overflowLog.allow(); ok {
-			f.cfg.Log.Error(errQueueFull, "after-event callback dropped",
-				"command", command(rawQuery), "queueSize", f.cfg.QueueSize, "droppedTotal", f.overflowLog.total.Load())
-		}
+		f.overflow(rawQuery, "items")
 		return false
 	}
-	f.queue <- &delivery{rawQuery: rawQuery, body: body, enqueued: time.Now()}
+	size := int64(len(rawQuery) + len(body))
+	if !f.reserve(size) {
+		f.pending.Add(-1)
+		f.overflow(rawQuery, "bytes")
+		return false
+	}
+	f.queue <- &delivery{rawQuery: rawQuery, body: body, size: size, enqueued: time.Now()}
 	return true
+}
+
+// reserve counts size more bytes as held unless that would pass QueueBytes.
+func (f *Forwarder) reserve(size int64) bool {
+	for {
+		held := f.held.Load()
+		if held+size > f.cfg.QueueBytes {
+			return false
+		}
+		if f.held.CompareAndSwap(held, held+size) {
+			return true
+		}
+	}
+}
+
+func (f *Forwarder) overflow(rawQuery, bound string) {
+	f.series.dropped[DropOverflow].Inc()
+	if _, ok := f.overflowLog.allow(); ok {
+		f.cfg.Log.Error(errQueueFull, "after-event callback dropped", "command", command(rawQuery), "full", bound,
+			"queueSize", f.cfg.QueueSize, "queueBytes", f.cfg.QueueBytes, "droppedTotal", f.overflowLog.total.Load())
+	}
 }
 
 func (f *Forwarder) work(ctx context.Context) {
@@ -81,9 +105,9 @@ func (f *Forwarder) deliver(ctx context.Context, d *delivery) {
 	f.observe(async, o, start)
 	switch o {
 	case outcomeOK:
-		f.finish("")
+		f.finish(d, "")
 	case outcomeRejected:
-		f.finish(DropRejected)
+		f.finish(d, DropRejected)
 		if n, ok := f.rejectLog.allow(); ok {
 			f.cfg.Log.Info("app backend rejected an after-event callback, not retrying",
 				"command", command(d.rawQuery), "status", status, "suppressed", n)
@@ -109,7 +133,7 @@ func (f *Forwarder) post(ctx context.Context, rawQuery string, body []byte) (int
 func (f *Forwarder) retryLater(d *delivery, o outcome, status int, err error) {
 	delay := backoff(d.attempts, f.cfg.BaseBackoff, f.cfg.MaxBackoff)
 	if d.attempts >= f.cfg.MaxAttempts || time.Since(d.enqueued)+delay > f.cfg.MaxAge {
-		f.finish(DropGaveUp)
+		f.finish(d, DropGaveUp)
 		if n, ok := f.gaveUpLog.allow(); ok {
 			f.cfg.Log.Error(err, "gave up forwarding an after-event callback",
 				"command", command(d.rawQuery), "attempts", d.attempts, "age", time.Since(d.enqueued).Round(time.Millisecond),
@@ -141,7 +165,7 @@ func (f *Forwarder) schedule(d *delivery, delay time.Duration) {
 	defer f.retryMu.Unlock()
 	d.due = time.Now().Add(delay)
 	if !f.drainBy.IsZero() && d.due.After(f.drainBy) {
-		f.finish(DropShutdown)
+		f.finish(d, DropShutdown)
 		return
 	}
 	f.waiting[d] = struct{}{}
@@ -158,11 +182,13 @@ func (f *Forwarder) fire(d *delivery) {
 	}
 }
 
-// finish releases a delivery's place in the queue, counting it as dropped when reason is set.
-func (f *Forwarder) finish(reason string) {
+// finish releases a delivery's place and bytes in the queue, counting it as dropped when
+// reason is set.
+func (f *Forwarder) finish(d *delivery, reason string) {
 	if reason != "" {
 		f.series.dropped[reason].Inc()
 	}
+	f.held.Add(-d.size)
 	if f.pending.Add(-1) == 0 {
 		select {
 		case f.idle <- struct{}{}:

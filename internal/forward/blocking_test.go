@@ -40,6 +40,7 @@ func TestNewChecksConfig(t *testing.T) {
 		"policy":          {URL: "http://backend/cb", FailPolicy: "maybe"},
 		"negative":        {URL: "http://backend/cb", Timeout: -time.Second},
 		"negative worker": {URL: "http://backend/cb", Workers: -1},
+		"negative bytes":  {URL: "http://backend/cb", QueueBytes: -1},
 	} {
 		if _, err := New(cfg); err == nil {
 			t.Errorf("%s: New accepted %+v", name, cfg)
@@ -50,7 +51,7 @@ func TestNewChecksConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	if f.cfg.Timeout != DefaultTimeout || f.cfg.FailPolicy != PolicyAllow || f.cfg.QueueSize != DefaultQueueSize ||
-		f.cfg.Workers != DefaultWorkers || f.cfg.DrainTimeout != DefaultDrainTimeout {
+		f.cfg.QueueBytes != DefaultQueueBytes || f.cfg.Workers != DefaultWorkers || f.cfg.DrainTimeout != DefaultDrainTimeout {
 		t.Errorf("defaults not applied: %+v", f.cfg)
 	}
 }
@@ -127,9 +128,9 @@ func TestNewRegistersMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Label children are created up front: 2 kinds × 4 outcomes, 2 histograms, 1 gauge, 4 reasons.
-	if n != 15 {
-		t.Errorf("registry holds %d series, want 15", n)
+	// Label children are created up front: 2 kinds × 4 outcomes, 2 histograms, 2 gauges, 4 reasons.
+	if n != 16 {
+		t.Errorf("registry holds %d series, want 16", n)
 	}
 }
 

@@ -30,6 +30,10 @@ type Config struct {
 	// QueueSize bounds the after-event deliveries held at once, pending retries
 	// included (default 10000).
 	QueueSize int
+	// QueueBytes bounds the bytes of body and query string those deliveries hold
+	// (default 32 MiB), so that large callbacks piling up while the backend is down
+	// cannot exhaust the operator's memory.
+	QueueBytes int64
 	// MaxAttempts bounds the attempts per after-event delivery (default 8).
 	MaxAttempts int
 	// MaxAge bounds how long after enqueueing a delivery is still retried (default 10m).
@@ -61,6 +65,13 @@ const (
 	DefaultWorkers      = 4
 	DefaultDrainTimeout = 10 * time.Second
 )
+
+// DefaultQueueBytes keeps the queue a small share of the manager's 512 MiB memory limit:
+// a held callback costs about its counted bytes of live heap, and the garbage collector
+// lets the heap grow to about twice what is live, so a full queue adds some 70 MiB at
+// most. It holds 512 callbacks of the callback server's 64 KiB maximum, or all of
+// DefaultQueueSize up to about 3 KiB each, which room callbacks rarely exceed.
+const DefaultQueueBytes = 32 << 20
 
 // withDefaults validates c and fills in the defaults. It also returns the parsed URL.
 func (c Config) withDefaults() (Config, *url.URL, error) {
@@ -110,6 +121,12 @@ func (c Config) withDefaults() (Config, *url.URL, error) {
 		if *n.v == 0 {
 			*n.v = n.def
 		}
+	}
+	switch {
+	case c.QueueBytes < 0:
+		return c, nil, errors.New("forward queue bytes must not be negative")
+	case c.QueueBytes == 0:
+		c.QueueBytes = DefaultQueueBytes
 	}
 	if c.MaxBackoff < c.BaseBackoff {
 		c.MaxBackoff = c.BaseBackoff

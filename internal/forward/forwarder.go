@@ -34,6 +34,7 @@ type Forwarder struct {
 
 	queue   chan *delivery
 	pending atomic.Int64  // deliveries held: queued, in flight or waiting to retry
+	held    atomic.Int64  // their bytes, as delivery.size counts them
 	idle    chan struct{} // signalled when pending drops to zero
 	started atomic.Bool
 
@@ -72,7 +73,7 @@ func New(cfg Config) (*Forwarder, error) {
 	} else {
 		f.client = transportDoer{newTransport(cfg.Timeout)}
 	}
-	f.metrics = newMetrics(func() float64 { return float64(f.pending.Load()) })
+	f.metrics = newMetrics(func() float64 { return float64(f.pending.Load()) }, func() float64 { return float64(f.held.Load()) })
 	f.series = f.metrics.resolve()
 	if cfg.Registerer != nil {
 		if err := f.metrics.register(cfg.Registerer); err != nil {

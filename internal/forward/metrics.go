@@ -52,10 +52,11 @@ type Metrics struct {
 	Requests   *prometheus.CounterVec   // kind, outcome; one per HTTP attempt
 	Duration   *prometheus.HistogramVec // kind
 	QueueDepth prometheus.GaugeFunc     // deliveries held, pending retries included
+	QueueBytes prometheus.GaugeFunc     // bytes of body and query those deliveries hold
 	Dropped    *prometheus.CounterVec   // reason
 }
 
-func newMetrics(depth func() float64) *Metrics {
+func newMetrics(depth, bytes func() float64) *Metrics {
 	return &Metrics{
 		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "liveroom_forward_requests_total",
@@ -70,6 +71,10 @@ func newMetrics(depth func() float64) *Metrics {
 			Name: "liveroom_forward_queue_depth",
 			Help: "After-event callbacks waiting for delivery, pending retries included.",
 		}, depth),
+		QueueBytes: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "liveroom_forward_queue_bytes",
+			Help: "Bytes of body and query string held by after-event callbacks waiting for delivery, pending retries included.",
+		}, bytes),
 		Dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "liveroom_forward_dropped_total",
 			Help: "After-event callbacks not delivered, by reason.",
@@ -79,7 +84,7 @@ func newMetrics(depth func() float64) *Metrics {
 
 // register registers all the collectors or, on error, none.
 func (m *Metrics) register(r prometheus.Registerer) error {
-	cs := []prometheus.Collector{m.Requests, m.Duration, m.QueueDepth, m.Dropped}
+	cs := []prometheus.Collector{m.Requests, m.Duration, m.QueueDepth, m.QueueBytes, m.Dropped}
 	for i, c := range cs {
 		if err := r.Register(c); err != nil {
 			for _, done := range cs[:i] {

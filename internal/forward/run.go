@@ -21,7 +21,7 @@ func (f *Forwarder) Start(ctx context.Context) error {
 	for range f.cfg.Workers {
 		wg.Go(func() { f.work(workCtx) })
 	}
-	f.cfg.Log.Info("forwarding callbacks", "workers", f.cfg.Workers, "queueSize", f.cfg.QueueSize, "failPolicy", f.cfg.FailPolicy)
+	f.cfg.Log.Info("forwarding callbacks", "workers", f.cfg.Workers, "queueSize", f.cfg.QueueSize, "queueBytes", f.cfg.QueueBytes, "failPolicy", f.cfg.FailPolicy)
 
 	<-ctx.Done()
 	f.acceptMu.Lock()
@@ -46,19 +46,19 @@ func (f *Forwarder) NeedLeaderElection() bool { return false }
 // dropLateRetries drops the retries that would not come due before deadline, so that
 // the drain does not wait for them.
 func (f *Forwarder) dropLateRetries(deadline time.Time) {
-	late := 0
+	var late []*delivery
 	f.retryMu.Lock()
 	f.drainBy = deadline
 	for d := range f.waiting {
 		if d.due.After(deadline) {
 			d.timer.Stop()
 			delete(f.waiting, d)
-			late++
+			late = append(late, d)
 		}
 	}
 	f.retryMu.Unlock()
-	for range late {
-		f.finish(DropShutdown)
+	for _, d := range late {
+		f.finish(d, DropShutdown)
 	}
 }
 
@@ -86,7 +86,10 @@ func (f *Forwarder) close() int64 {
 	for len(f.queue) > 0 {
 		<-f.queue
 	}
+	// Attempts cut short by the stop were dropped by their workers without finishing;
+	// with the workers gone, nothing is held any more.
 	left := f.pending.Swap(0)
+	f.held.Store(0)
 	if left > 0 {
 		f.series.dropped[DropShutdown].Add(float64(left))
 	}

@@ -101,6 +101,9 @@ func TestShutdownDropsWhatIsLeft(t *testing.T) {
 	if v := testutil.ToFloat64(f.Metrics().QueueDepth); v != 0 {
 		t.Errorf("queue depth = %v after shutdown, want 0", v)
 	}
+	if held := queueBytes(f); held != 0 {
+		t.Errorf("queue bytes = %d after shutdown, want 0", held)
+	}
 }
 
 func TestStartTwice(t *testing.T) {

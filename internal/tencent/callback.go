@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"unicode/utf8"
 )
 
@@ -30,6 +31,15 @@ const (
 	MaxCustomInfoBytes = 2048
 	MaxUserIDBytes     = 32
 	MaxCategories      = 3
+	// MaxSeats and MaxAdmins are the LiveRoom CRD's bounds on status.seats and
+	// status.admins; a seat Index is stored as an int32.
+	MaxSeats     = 256
+	MaxAdmins    = 256
+	MaxSeatIndex = math.MaxInt32
+	// MaxEventMillis and MaxCreateSeconds are the end of year 9999, the last instant a
+	// Kubernetes timestamp can hold.
+	MaxEventMillis   = 253402300799999
+	MaxCreateSeconds = MaxEventMillis / 1000
 )
 
 // CanonicalCommand maps the documented spellings of a command to one.
@@ -108,6 +118,9 @@ func decodeErr(reason, format string, args ...any) error {
 // room commands it also checks the RoomId and the documented limits, so that everything
 // it accepts can be stored.
 func Decode(body []byte, queryCommand string) (*Callback, error) {
+	if err := checkStrictJSON(body); err != nil {
+		return nil, &DecodeError{Reason: ReasonNotJSON, Err: err}
+	}
 	var cb Callback
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if err := dec.Decode(&cb); err != nil {
@@ -151,21 +164,49 @@ func (c *Callback) validate() error {
 	if c.RoomID != "" && c.RoomInfo != nil && c.RoomInfo.RoomID != "" && c.RoomInfo.RoomID != c.RoomID {
 		return fmt.Errorf("RoomId %q differs from RoomInfo.RoomId %q", c.RoomID, c.RoomInfo.RoomID)
 	}
-	if c.EventTime < 0 {
-		return fmt.Errorf("EventTime %d is negative", c.EventTime)
+	if c.EventTime < 0 || c.EventTime > MaxEventMillis {
+		return fmt.Errorf("EventTime %d is not a millisecond time between 1970 and 9999", c.EventTime)
 	}
 	if ri := c.RoomInfo; ri != nil {
 		if err := ri.Validate(); err != nil {
 			return err
 		}
 	}
+	if len(c.AdminAccounts) > MaxAdmins {
+		return fmt.Errorf("Admin_Account has %d entries, more than %d", len(c.AdminAccounts), MaxAdmins)
+	}
 	for _, a := range append([]FlexString{c.CurrentOwnerAccount}, c.AdminAccounts...) {
 		if err := checkLen("account", string(a), MaxUserIDBytes); err != nil {
 			return err
 		}
 	}
+	if err := validateSeats(c.SeatList); err != nil {
+		return err
+	}
 	if c.Command == CommandCreateRoom && c.RoomInfo == nil {
 		return errors.New("RoomInfo is missing")
+	}
+	return nil
+}
+
+// validateSeats checks a seat list against what a LiveRoom's status.seats can hold: at
+// most MaxSeats seats, each Index an int32 that no other seat has.
+func validateSeats(seats []Seat) error {
+	if len(seats) > MaxSeats {
+		return fmt.Errorf("SeatList has %d seats, more than %d", len(seats), MaxSeats)
+	}
+	seen := make(map[FlexInt]bool, len(seats))
+	for _, s := range seats {
+		if s.Index < 0 || s.Index > MaxSeatIndex {
+			return fmt.Errorf("seat Index %d is outside 0..%d", s.Index, MaxSeatIndex)
+		}
+		if seen[s.Index] {
+			return fmt.Errorf("seat Index %d appears twice in SeatList", s.Index)
+		}
+		seen[s.Index] = true
+		if err := checkLen(fmt.Sprintf("Member_Account of seat %d", s.Index), string(s.Account), MaxUserIDBytes); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -195,6 +236,9 @@ func (ri *RoomInfo) Validate() error {
 	}
 	if err := checkLen("RoomType", ri.RoomType, 32); err != nil {
 		return err
+	}
+	if ri.CreateTime < 0 || ri.CreateTime > MaxCreateSeconds {
+		return fmt.Errorf("CreateTime %d is not a time in seconds between 1970 and 9999", ri.CreateTime)
 	}
 	if len(ri.Category) > MaxCategories {
 		return fmt.Errorf("Category has %d entries, more than %d", len(ri.Category), MaxCategories)

@@ -2,8 +2,10 @@ package tencent
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // Payloads as Tencent's documentation prints them.
@@ -122,6 +124,12 @@ func FuzzDecode(f *testing.F) {
 		f.Add([]byte(s), CommandCreateRoom)
 		f.Add([]byte(s), CommandDestroyRoom)
 	}
+	for _, c := range limitCases {
+		f.Add([]byte(c.body), c.query)
+	}
+	for _, c := range strictCases {
+		f.Add([]byte(c.body), c.query)
+	}
 	f.Fuzz(func(t *testing.T, body []byte, query string) {
 		cb, err := Decode(body, query)
 		if err != nil {
@@ -141,6 +149,136 @@ func FuzzDecode(f *testing.F) {
 			if cb.RoomInfo != nil && len(cb.RoomInfo.Category) > MaxCategories {
 				t.Fatalf("accepted %d categories", len(cb.RoomInfo.Category))
 			}
+			if len(cb.SeatList) > MaxSeats || len(cb.AdminAccounts) > MaxAdmins {
+				t.Fatalf("accepted %d seats and %d admins", len(cb.SeatList), len(cb.AdminAccounts))
+			}
+			indexes := map[FlexInt]bool{}
+			for _, s := range cb.SeatList {
+				if s.Index < 0 || s.Index > MaxSeatIndex || indexes[s.Index] || len(s.Account) > MaxUserIDBytes {
+					t.Fatalf("accepted seat %+v", s)
+				}
+				indexes[s.Index] = true
+			}
+			if cb.EventTime > MaxEventMillis {
+				t.Fatalf("accepted EventTime %d", cb.EventTime)
+			}
+		}
+		if !utf8.Valid(body) {
+			t.Fatalf("accepted a body that is not UTF-8: %q", body)
 		}
 	})
+}
+
+// seatBody is a seat callback with the given seats, each a JSON object.
+func seatBody(seats ...string) string {
+	return `{"CallbackCommand":"Mic.CallbackAfterSeatInfoChanged","RoomId":"r","EventTime":1670574414123,"SeatList":[` + strings.Join(seats, ",") + `]}`
+}
+
+func seatsNumbered(n int) []string {
+	seats := make([]string, n)
+	for i := range seats {
+		seats[i] = fmt.Sprintf(`{"Index":%d,"Member_Account":"user%d"}`, i, i)
+	}
+	return seats
+}
+
+func adminBody(n int) string {
+	accounts := make([]string, n)
+	for i := range accounts {
+		accounts[i] = fmt.Sprintf(`"admin%d"`, i)
+	}
+	return `{"CallbackCommand":"Live.CallbackAfterModifyAdmin","RoomId":"r","EventTime":1703589922780,"opType":"add","Admin_Account":[` + strings.Join(accounts, ",") + `]}`
+}
+
+// manyKeys is a create callback whose RoomInfo has n extra keys, and then extra.
+func manyKeys(n int, extra string) string {
+	var b strings.Builder
+	b.WriteString(`{"CallbackCommand":"Live.CallbackAfterCreateRoom","RoomInfo":{"RoomId":"r"`)
+	for i := range n {
+		fmt.Fprintf(&b, `,"Extra%d":%d`, i, i)
+	}
+	b.WriteString(extra + `}}`)
+	return b.String()
+}
+
+// limitCases are bodies the LiveRoom CRD could not store, with the reason Decode gives.
+var limitCases = []struct {
+	name, body, query, reason string
+}{
+	{"257 seats", seatBody(seatsNumbered(MaxSeats + 1)...), CommandSeatInfoChanged, ReasonInvalidRoom},
+	{"negative seat index", seatBody(`{"Index":-1}`), CommandSeatInfoChanged, ReasonInvalidRoom},
+	{"seat index past int32", seatBody(`{"Index":2147483648}`), CommandSeatInfoChanged, ReasonInvalidRoom},
+	{"seat index truncating onto another", seatBody(`{"Index":1,"Member_Account":"a"}`, `{"Index":4294967297,"Member_Account":"b"}`), CommandSeatInfoChanged, ReasonInvalidRoom},
+	{"repeated seat index", seatBody(`{"Index":3,"Member_Account":"a"}`, `{"Index":"3","Member_Account":"b"}`), CommandSeatInfoChanged, ReasonInvalidRoom},
+	{"long seat member", seatBody(`{"Index":0,"Member_Account":"` + strings.Repeat("m", MaxUserIDBytes+1) + `"}`), CommandSeatInfoChanged, ReasonInvalidRoom},
+	{"257 admins", adminBody(MaxAdmins + 1), CommandModifyAdmin, ReasonInvalidRoom},
+	{"event time past year 9999", `{"CallbackCommand":"Live.CallbackAfterDestroyRoom","RoomId":"r","EventTime":253402300800000}`, CommandDestroyRoom, ReasonInvalidRoom},
+	{"create time past year 9999", `{"CallbackCommand":"Live.CallbackAfterCreateRoom","RoomInfo":{"RoomId":"r","CreateTime":253402300800}}`, CommandCreateRoom, ReasonInvalidRoom},
+	{"negative create time", `{"CallbackCommand":"Live.CallbackAfterCreateRoom","RoomInfo":{"RoomId":"r","CreateTime":-1}}`, CommandCreateRoom, ReasonInvalidRoom},
+}
+
+// strictCases are bodies encoding/json would read while silently dropping or changing
+// part of them.
+var strictCases = []struct {
+	name, body, query string
+}{
+	{"repeated key", `{"CallbackCommand":"Live.CallbackAfterDestroyRoom","RoomId":"a","RoomId":"b"}`, CommandDestroyRoom},
+	{"keys differing in case", `{"CallbackCommand":"Live.CallbackAfterDestroyRoom","RoomId":"a","roomid":"b"}`, CommandDestroyRoom},
+	{"repeated command", `{"CallbackCommand":"Live.CallbackAfterDestroyRoom","CALLBACKCOMMAND":"Live.CallbackAfterCreateRoom","RoomId":"a"}`, CommandDestroyRoom},
+	{"repeated key in RoomInfo", `{"CallbackCommand":"Live.CallbackAfterCreateRoom","RoomInfo":{"RoomId":"a","Owner_Account":"x","owner_account":"y"}}`, CommandCreateRoom},
+	{"repeated key in a seat", seatBody(`{"Index":1,"Member_Account":"a","MEMBER_ACCOUNT":"b"}`), CommandSeatInfoChanged},
+	{"keys equal under Unicode folding", seatBody(`{"Index":1,"IsTakenDisabled":false,"IsTa\u212aenDisabled":true}`), CommandSeatInfoChanged},
+	{"escaped repeat", `{"CallbackCommand":"Live.CallbackAfterDestroyRoom","RoomId":"a","Room\u0049d":"b"}`, CommandDestroyRoom},
+	{"repeat in an unknown object", `{"CallbackCommand":"Live.CallbackAfterDestroyRoom","RoomId":"a","X":[{"k":1,"K":2}]}`, CommandDestroyRoom},
+	{"repeat after many keys", manyKeys(40, `,"extra39":0`), CommandCreateRoom},
+	{"invalid UTF-8 in a value", "{\"CallbackCommand\":\"Live.CallbackAfterCreateRoom\",\"RoomInfo\":{\"RoomId\":\"a\",\"RoomName\":\"\xff\xfe\"}}", CommandCreateRoom},
+	{"invalid UTF-8 in a key", "{\"CallbackCommand\":\"Live.CallbackAfterDestroyRoom\",\"RoomId\":\"a\",\"\xc3\":1}", CommandDestroyRoom},
+	{"truncated UTF-8 in an unknown field", "{\"CallbackCommand\":\"Live.CallbackAfterDestroyRoom\",\"RoomId\":\"a\",\"Note\":\"caf\xc3\"}", CommandDestroyRoom},
+}
+
+func TestDecodeRefusesWhatALiveRoomCannotHold(t *testing.T) {
+	for _, c := range limitCases {
+		t.Run(c.name, func(t *testing.T) {
+			cb, err := Decode([]byte(c.body), c.query)
+			var de *DecodeError
+			if !errors.As(err, &de) || de.Reason != c.reason {
+				t.Fatalf("got %+v, %v; want reason %s", cb, err, c.reason)
+			}
+			t.Log(err)
+		})
+	}
+}
+
+func TestDecodeAcceptsTheLimits(t *testing.T) {
+	accepted := []struct{ name, body, query string }{
+		{"256 seats", seatBody(seatsNumbered(MaxSeats)...), CommandSeatInfoChanged},
+		{"largest seat index", seatBody(`{"Index":2147483647,"Member_Account":"` + strings.Repeat("m", MaxUserIDBytes) + `"}`), CommandSeatInfoChanged},
+		{"256 admins", adminBody(MaxAdmins), CommandModifyAdmin},
+		{"last millisecond of 9999", `{"CallbackCommand":"Live.CallbackAfterDestroyRoom","RoomId":"r","EventTime":253402300799999}`, CommandDestroyRoom},
+		{"same key in different objects", `{"CallbackCommand":"Live.CallbackAfterDestroyRoom","RoomId":"r","RoomInfo":{"RoomId":"r","RoomName":"n"},"Statistic":{"TotalViewers":1},"X":{"RoomId":1}}`, CommandDestroyRoom},
+		{"many distinct keys", manyKeys(40, ""), CommandCreateRoom},
+		{"UTF-8 text", `{"CallbackCommand":"Live.CallbackAfterCreateRoom","RoomInfo":{"RoomId":"r","RoomName":"直播间 ✓","Notice":"\u00e9"}}`, CommandCreateRoom},
+	}
+	for _, c := range accepted {
+		if _, err := Decode([]byte(c.body), c.query); err != nil {
+			t.Errorf("%s: %v", c.name, err)
+		}
+	}
+	cb, err := Decode([]byte(seatBody(`{"Index":7,"Member_Account":"a"}`, `{"Index":2,"Member_Account":"b"}`)), CommandSeatInfoChanged)
+	if err != nil || len(cb.SeatList) != 2 || cb.SeatList[0].Index != 7 || cb.SeatList[1].Account != "b" {
+		t.Errorf("seats: %+v, %v", cb, err)
+	}
+}
+
+func TestDecodeRefusesAmbiguousJSON(t *testing.T) {
+	for _, c := range strictCases {
+		t.Run(c.name, func(t *testing.T) {
+			cb, err := Decode([]byte(c.body), c.query)
+			var de *DecodeError
+			if !errors.As(err, &de) || de.Reason != ReasonNotJSON {
+				t.Fatalf("got %+v, %v; want reason %s", cb, err, ReasonNotJSON)
+			}
+			t.Log(err)
+		})
+	}
 }

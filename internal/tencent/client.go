@@ -343,10 +343,16 @@ func (c *Client) call(ctx context.Context, command string, req, out any) error {
 		if err == nil {
 			return nil
 		}
-		if ctx.Err() != nil || attempt >= c.cfg.MaxAttempts || !IsRetryable(err) {
+		if attempt >= c.cfg.MaxAttempts || !IsRetryable(err) {
 			return err
 		}
-		if werr := sleep(ctx, c.backoff(attempt, err)); werr != nil {
+		// A retry is due, so a caller that has given up meanwhile is told that, whether
+		// it gave up before the backoff or during it.
+		werr := ctx.Err()
+		if werr == nil {
+			werr = sleep(ctx, c.backoff(attempt, err))
+		}
+		if werr != nil {
 			return fmt.Errorf("tencent %s: %w after %d attempts, last error: %v", command, werr, attempt, err)
 		}
 	}
@@ -389,19 +395,30 @@ func (c *Client) attempt(ctx context.Context, command string, body []byte, out a
 	if err != nil {
 		return fmt.Errorf("tencent %s: %w", command, err)
 	}
-	q := url.Values{
+	query := url.Values{
 		"sdkappid":    {strconv.FormatInt(c.cfg.SDKAppID, 10)},
 		"identifier":  {c.cfg.AdminUser},
 		"usersig":     {sig},
 		"random":      {strconv.FormatUint(uint64(rand.Uint32()), 10)},
 		"contenttype": {"json"},
+	}.Encode()
+	err = c.send(ctx, command, query, body, out)
+	if IsCode(err, signatureCodes...) {
+		c.dropUserSig(sig)
 	}
+	return redactQuery(err, sig, query)
+}
+
+// send posts body to command with query and decodes the answer into out.
+func (c *Client) send(ctx context.Context, command, query string, body []byte, out any) error {
 	actx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(actx, http.MethodPost, c.endpoint+command+"?"+q.Encode(), bytes.NewReader(body))
+	// The URL is parsed without its query, so an invalid one cannot be quoted with it.
+	req, err := http.NewRequestWithContext(actx, http.MethodPost, c.endpoint+command, bytes.NewReader(body))
 	if err != nil {
 		return fmt.Errorf("tencent %s: %w", command, err)
 	}
+	req.URL.RawQuery = query
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.cfg.HTTPClient.Do(req)
 	if err != nil {
@@ -421,11 +438,7 @@ func (c *Client) attempt(ctx context.Context, command string, body []byte, out a
 	if resp.StatusCode != http.StatusOK {
 		return &HTTPStatusError{Command: command, StatusCode: resp.StatusCode, Body: string(data)}
 	}
-	err = decodeResponse(command, data, out)
-	if IsCode(err, signatureCodes...) {
-		c.dropUserSig(sig)
-	}
-	return err
+	return decodeResponse(command, data, out)
 }
 
 type envelope struct {
