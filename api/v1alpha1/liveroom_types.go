@@ -255,7 +255,16 @@ type EventTimes struct {
 	Owner int64 `json:"owner,omitempty"`
 	// +optional
 	Admins int64 `json:"admins,omitempty"`
+	// adminAccounts holds, per account added or removed as admin, the time of its newest
+	// change, so that an add and a delete delivered out of order end as Tencent ordered
+	// them. Removed accounts are kept for a while, up to MaxAdminTombstones.
+	// +kubebuilder:validation:MaxProperties=512
+	// +optional
+	AdminAccounts map[string]int64 `json:"adminAccounts,omitempty"`
 }
+
+// MaxAdminTombstones bounds the removed admins whose removal time a room remembers.
+const MaxAdminTombstones = 256
 
 // RecordingPhase is the state of one recording Job.
 // +kubebuilder:validation:Enum=Pending;Running;Succeeded;Failed;Stopped

@@ -4,6 +4,9 @@
 package roomstate
 
 import (
+	"cmp"
+	"maps"
+	"math"
 	"slices"
 	"strconv"
 	"time"
@@ -32,16 +35,40 @@ const (
 // their identity set; a mutation must leave a room it does not change untouched.
 type Mutation func(room *livev1.LiveRoom) Outcome
 
+// MaxFuture is how far ahead of this process's clock a Tencent event or creation time may
+// be. Tencent's clock is within the accepted RequestTime skew of ours, so a time further
+// ahead is bogus; taken at face value it would freeze the room, since every real event
+// after it would look older.
+const MaxFuture = 2 * time.Minute
+
+// notFuture returns t (Unix milliseconds), or now when t is more than MaxFuture ahead.
+func notFuture(t int64, now time.Time) int64 {
+	if t > now.Add(MaxFuture).UnixMilli() {
+		return now.UnixMilli()
+	}
+	return t
+}
+
 // EventMillis is the time of a callback in Unix milliseconds: EventTime when Tencent sent
-// it, the room's CreateTime for a create without one, otherwise now.
+// it, the room's CreateTime for a create without one, otherwise now; never more than
+// MaxFuture ahead of now.
 func EventMillis(cb *tencent.Callback, now time.Time) int64 {
 	if cb.EventTime > 0 {
-		return int64(cb.EventTime)
+		return notFuture(int64(cb.EventTime), now)
 	}
 	if cb.Command == tencent.CommandCreateRoom && cb.RoomInfo != nil && cb.RoomInfo.CreateTime > 0 {
-		return int64(cb.RoomInfo.CreateTime) * 1000
+		return notFuture(createMillisOf(cb.RoomInfo), now)
 	}
 	return now.UnixMilli()
+}
+
+// createMillisOf is a RoomInfo's CreateTime (seconds) in milliseconds, 0 when absent or
+// too large to be a time.
+func createMillisOf(ri *tencent.RoomInfo) int64 {
+	if ri.CreateTime <= 0 || ri.CreateTime > math.MaxInt64/1000 {
+		return 0
+	}
+	return int64(ri.CreateTime) * 1000
 }
 
 // ForCallback returns the mutation a room callback makes. Member-state callbacks are
@@ -51,7 +78,7 @@ func ForCallback(cb *tencent.Callback, now time.Time) Mutation {
 	return func(room *livev1.LiveRoom) Outcome {
 		switch cb.Command {
 		case tencent.CommandCreateRoom:
-			return create(room, cb.RoomInfo, t)
+			return create(room, cb.RoomInfo, t, now)
 		case tencent.CommandDestroyRoom:
 			return destroy(room, cb, t)
 		case tencent.CommandUpdateRoomInfo:
@@ -72,6 +99,9 @@ func ForCallback(cb *tencent.Callback, now time.Time) Mutation {
 func Members(delta int64, t int64) Mutation {
 	return func(room *livev1.LiveRoom) Outcome {
 		return ongoing(room, t, func() bool {
+			if room.Status.Phase == livev1.RoomPhaseEnded {
+				return false // nobody is online in an ended room
+			}
 			a := &room.Status.Audience
 			online := max(a.Online+delta, 0)
 			peak := max(a.Peak, online)
@@ -88,10 +118,10 @@ func Members(delta int64, t int64) Mutation {
 // a callback: it fills the settings and marks the room live, like a create.
 func FromRoomInfo(ri *tencent.RoomInfo, now time.Time) Mutation {
 	t := now.UnixMilli()
-	if ri.CreateTime > 0 {
-		t = int64(ri.CreateTime) * 1000
+	if ms := createMillisOf(ri); ms > 0 {
+		t = notFuture(ms, now)
 	}
-	return func(room *livev1.LiveRoom) Outcome { return create(room, ri, t) }
+	return func(room *livev1.LiveRoom) Outcome { return create(room, ri, t, now) }
 }
 
 // EndNotFound ends a live room that Tencent no longer lists.
@@ -141,10 +171,10 @@ func ongoing(room *livev1.LiveRoom, t int64, apply func() bool) Outcome {
 	return Updated
 }
 
-func create(room *livev1.LiveRoom, ri *tencent.RoomInfo, t int64) Outcome {
+func create(room *livev1.LiveRoom, ri *tencent.RoomInfo, t int64, now time.Time) Outcome {
 	created := time.UnixMilli(t)
-	if ri.CreateTime > 0 {
-		created = time.Unix(int64(ri.CreateTime), 0)
+	if ms := createMillisOf(ri); ms > 0 {
+		created = time.UnixMilli(notFuture(ms, now))
 	}
 	outcome := Updated
 	switch {
@@ -323,7 +353,8 @@ func seatModeOf(m tencent.TakeSeatMode) *livev1.SeatMode {
 }
 
 func seats(room *livev1.LiveRoom, list []tencent.Seat, t int64) bool {
-	if t <= room.Status.EventTimes.Seats {
+	// An ended room has no seats, whatever a late seat event from its life says.
+	if t <= room.Status.EventTimes.Seats || room.Status.Phase == livev1.RoomPhaseEnded {
 		return false
 	}
 	room.Status.EventTimes.Seats = t
@@ -359,26 +390,60 @@ func owner(room *livev1.LiveRoom, account string, t int64) bool {
 	return true
 }
 
-// admins applies an add or delete. These are deltas, so a late one still applies.
+// admins applies an add or delete. Each account's newest change wins, whatever order
+// the callbacks arrive in: an add older than the account's last delete (or the reverse)
+// changes nothing.
 func admins(room *livev1.LiveRoom, accounts []tencent.FlexString, op string, t int64) bool {
+	times := maps.Clone(room.Status.EventTimes.AdminAccounts)
+	if times == nil {
+		times = map[string]int64{}
+	}
 	set := slices.Clone(room.Status.Admins)
-	for _, a := range accounts {
-		i := slices.Index(set, string(a))
+	changed := false
+	for _, fa := range accounts {
+		a := string(fa)
+		if a == "" || times[a] >= t {
+			continue
+		}
+		times[a], changed = t, true
+		i := slices.Index(set, a)
 		switch {
 		case op == "delete" && i >= 0:
 			set = slices.Delete(set, i, i+1)
-		case op != "delete" && i < 0 && a != "":
-			set = append(set, string(a))
+		case op != "delete" && i < 0:
+			set = append(set, a)
 		}
+	}
+	if !changed {
+		return false
 	}
 	slices.Sort(set)
 	if len(set) == 0 {
 		set = nil
 	}
-	changed := !slices.Equal(set, room.Status.Admins) || t > room.Status.EventTimes.Admins
-	room.Status.EventTimes.Admins = max(room.Status.EventTimes.Admins, t)
 	room.Status.Admins = set
-	return changed
+	room.Status.EventTimes.Admins = max(room.Status.EventTimes.Admins, t)
+	room.Status.EventTimes.AdminAccounts = withoutOldTombstones(times, set)
+	return true
+}
+
+// withoutOldTombstones keeps the times of current admins and of the most recently
+// removed ones, at most MaxAdminTombstones of those.
+func withoutOldTombstones(times map[string]int64, admins []string) map[string]int64 {
+	var removed []string
+	for a := range times {
+		if !slices.Contains(admins, a) {
+			removed = append(removed, a)
+		}
+	}
+	if len(removed) <= livev1.MaxAdminTombstones {
+		return times
+	}
+	slices.SortFunc(removed, func(x, y string) int { return cmp.Compare(times[x], times[y]) })
+	for _, a := range removed[:len(removed)-livev1.MaxAdminTombstones] {
+		delete(times, a)
+	}
+	return times
 }
 
 // Labels are the selection labels a room's spec implies: room type, owner and one label
