@@ -297,6 +297,33 @@ type RecordingStatus struct {
 	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
 }
 
+// TencentRoomState is where a declared room stands in Tencent.
+// +kubebuilder:validation:Enum=Created;Taken
+type TencentRoomState string
+
+const (
+	// TencentRoomCreated means the operator created the room in Tencent, or found it
+	// there with the same owner: deleting the object destroys it, unless deletionPolicy
+	// is Orphan.
+	TencentRoomCreated TencentRoomState = "Created"
+	// TencentRoomTaken means Tencent refused to create the room because another owner
+	// holds its RoomId: the operator leaves it alone, also when the object is deleted.
+	TencentRoomTaken TencentRoomState = "Taken"
+)
+
+// TencentRoomStatus is what the operator knows of a declared room in Tencent. These are
+// the facts its decisions rest on (create or update, destroy on delete or not), kept
+// apart from the conditions, which only report them.
+type TencentRoomStatus struct {
+	// state is Created or Taken; empty until Tencent answered a create.
+	// +optional
+	State TencentRoomState `json:"state,omitempty"`
+	// observedGeneration is the generation of the spec the state was found for: for
+	// Created, the spec Tencent last accepted.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+}
+
 // LiveRoomStatus is what Tencent last reported about the room and what the operator did.
 type LiveRoomStatus struct {
 	// phase is Live while the room exists in Tencent and Ended after it was destroyed.
@@ -357,6 +384,10 @@ type LiveRoomStatus struct {
 	// +listMapKey=policy
 	// +optional
 	Recordings []RecordingStatus `json:"recordings,omitempty"`
+
+	// tencent is, for declared rooms, where the room stands in Tencent.
+	// +optional
+	Tencent TencentRoomStatus `json:"tencent,omitzero"`
 
 	// observedGeneration is the generation the conditions describe.
 	// +optional

@@ -183,11 +183,7 @@ func create(room *livev1.LiveRoom, ri *tencent.RoomInfo, t int64, now time.Time)
 	case room.Status.Phase == livev1.RoomPhaseEnded && t > endMillis(room):
 		// The same RoomId created again after it ended: a new life for the room.
 		outcome = Revived
-		room.Status = livev1.LiveRoomStatus{
-			Recordings:         room.Status.Recordings,
-			Conditions:         room.Status.Conditions,
-			ObservedGeneration: room.Status.ObservedGeneration,
-		}
+		room.Status = room.Status.OwnedBy(livev1.StatusOwnerController)
 	case room.Status.Phase == livev1.RoomPhaseEnded:
 		// A create delivered after its destroy never revives the room, but its settings
 		// still complete what the destroy told.

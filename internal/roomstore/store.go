@@ -278,16 +278,14 @@ func mainApply(room *livev1.LiveRoom) *unstructured.Unstructured {
 	return u
 }
 
-// statusApply is what the store owns of a room's status: all but what the controllers
-// write (recordings, conditions, observedGeneration).
+// statusApply is what the store owns of a room's status (livev1.StatusOwnerRoomEvents).
 func statusApply(room *livev1.LiveRoom) *unstructured.Unstructured {
 	if room == nil {
 		return nil
 	}
 	u := identity(room)
-	st := room.Status.DeepCopy()
-	st.Recordings, st.Conditions, st.ObservedGeneration = nil, nil, 0
-	u.Object["status"] = mustUnstructured(st)
+	st := room.Status.OwnedBy(livev1.StatusOwnerRoomEvents)
+	u.Object["status"] = mustUnstructured(&st)
 	return u
 }
 
