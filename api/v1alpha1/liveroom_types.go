@@ -228,6 +228,28 @@ type AudienceStatus struct {
 	// peak is the highest online count seen.
 	// +optional
 	Peak int64 `json:"peak"`
+	// writers are the latest count writes of the callback-server replicas.
+	// +kubebuilder:validation:MaxItems=32
+	// +listType=map
+	// +listMapKey=replica
+	// +optional
+	Writers []CountWrite `json:"writers,omitempty"`
+}
+
+// CountWrite marks one replica's latest write of the room's counts. Counts are deltas, so
+// a replica that lost the answer to a write must learn whether it was stored before it
+// sends the delta again: it reads its mark back.
+type CountWrite struct {
+	// replica is the callback-server instance, e.g. its pod name.
+	// +kubebuilder:validation:MaxLength=253
+	// +required
+	Replica string `json:"replica"`
+	// sequence numbers the replica's writes.
+	// +required
+	Sequence int64 `json:"sequence"`
+	// time is when the write was made; marks older than a few minutes are dropped.
+	// +required
+	Time metav1.Time `json:"time"`
 }
 
 // RoomStatistics are the final figures Tencent reports when a room is destroyed.

@@ -5,6 +5,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	livev1 "github.com/liveroom-io/liveroom-operator/api/v1alpha1"
 )
@@ -187,5 +190,65 @@ func TestRemovedAdminsAreForgottenOldestFirst(t *testing.T) {
 	}
 	if _, ok := times["a0"]; ok {
 		t.Fatal("the oldest removal was kept")
+	}
+}
+
+// Member counts are deltas, added as they are: batches from several replicas give the
+// same count in any order, even when a leave is written before its enter.
+func TestMemberBatchesCommute(t *testing.T) {
+	deltas := []int64{+3, -1, +2, -4, +5}
+	for _, order := range permutations(len(deltas)) {
+		room := newRoom()
+		apply(t, room, createAt(t0, "h"))
+		for k, i := range order {
+			Members(deltas[i], t0+int64(k+1)*1000, livev1.CountWrite{})(room)
+		}
+		if room.Status.Audience.Online != 5 {
+			t.Fatalf("order %v: online %d, want 5", order, room.Status.Audience.Online)
+		}
+	}
+}
+
+func TestCountWriteMarks(t *testing.T) {
+	room := newRoom()
+	apply(t, room, createAt(t0, "h"))
+	at := func(d time.Duration) metav1.Time { return metav1.NewTime(now.Add(d)) }
+	Members(1, t0+1000, livev1.CountWrite{Replica: "old", Sequence: 1, Time: at(-time.Hour)})(room)
+	Members(1, t0+2000, livev1.CountWrite{Replica: "b", Sequence: 7, Time: at(0)})(room)
+	Members(1, t0+3000, livev1.CountWrite{Replica: "a", Sequence: 3, Time: at(time.Second)})(room)
+	Members(1, t0+4000, livev1.CountWrite{Replica: "b", Sequence: 8, Time: at(2 * time.Second)})(room)
+	want := []livev1.CountWrite{{Replica: "a", Sequence: 3, Time: at(time.Second)}, {Replica: "b", Sequence: 8, Time: at(2 * time.Second)}}
+	if !slices.EqualFunc(room.Status.Audience.Writers, want, func(x, y livev1.CountWrite) bool { return x.Replica == y.Replica && x.Sequence == y.Sequence }) {
+		t.Fatalf("marks %+v, want %+v", room.Status.Audience.Writers, want)
+	}
+	for i := range 40 {
+		Members(0, t0+5000+int64(i), livev1.CountWrite{Replica: fmt.Sprintf("r%02d", i), Sequence: 1, Time: at(time.Duration(i) * time.Second)})(room)
+	}
+	if n := len(room.Status.Audience.Writers); n != MaxCountWriters {
+		t.Fatalf("%d marks kept, want %d", n, MaxCountWriters)
+	}
+	if !slices.ContainsFunc(room.Status.Audience.Writers, func(w livev1.CountWrite) bool { return w.Replica == "r39" }) {
+		t.Fatal("the newest mark was dropped")
+	}
+}
+
+// A count write sent again after its answer was lost is applied once.
+func TestMarkedMemberWriteAppliedOnce(t *testing.T) {
+	room := newRoom()
+	apply(t, room, createAt(t0, "h"))
+	mark := livev1.CountWrite{Replica: "a", Sequence: 5, Time: metav1.NewTime(now)}
+	if got := Members(3, t0+1000, mark)(room); got != Updated {
+		t.Fatalf("first write: %s", got)
+	}
+	if got := Members(3, t0+1000, mark)(room); got != Unchanged || room.Status.Audience.Online != 3 {
+		t.Fatalf("the same write again: %s, online %d", got, room.Status.Audience.Online)
+	}
+	older := livev1.CountWrite{Replica: "a", Sequence: 4, Time: metav1.NewTime(now)}
+	if got := Members(1, t0+900, older)(room); got != Unchanged {
+		t.Fatalf("an earlier write of the replica after a later one: %s", got)
+	}
+	other := livev1.CountWrite{Replica: "b", Sequence: 1, Time: metav1.NewTime(now)}
+	if got := Members(2, t0+2000, other)(room); got != Updated || room.Status.Audience.Online != 5 {
+		t.Fatalf("another replica's write: %s, online %d", got, room.Status.Audience.Online)
 	}
 }

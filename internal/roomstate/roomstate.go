@@ -9,6 +9,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -94,25 +95,68 @@ func ForCallback(cb *tencent.Callback, now time.Time) Mutation {
 	}
 }
 
-// Members adds a coalesced batch of member-state changes: delta is the net change of the
-// online count, t the newest event time in the batch.
-func Members(delta int64, t int64) Mutation {
+// Members adds a batch of member-state changes: delta is the net change of the online
+// count, t the newest event time in the batch. Deltas are added as they are, never
+// clamped, so that batches from several callback-server replicas add up to the same
+// count in any order. A non-empty mark records the write for its replica (see
+// livev1.CountWrite); marks older than MaxCountWriteAge are dropped.
+//
+// A write retried after a lost answer must not count twice: with a mark, a room that
+// already holds this replica's mark of the same or a later write is left unchanged.
+func Members(delta, t int64, mark livev1.CountWrite) Mutation {
 	return func(room *livev1.LiveRoom) Outcome {
+		if mark.Replica != "" && hasMark(room, mark) {
+			return Unchanged
+		}
 		return ongoing(room, t, func() bool {
 			if room.Status.Phase == livev1.RoomPhaseEnded {
 				return false // nobody is online in an ended room
 			}
 			a := &room.Status.Audience
-			online := max(a.Online+delta, 0)
-			peak := max(a.Peak, online)
-			if online == a.Online && peak == a.Peak {
-				return false
+			a.Online += delta
+			a.Peak = max(a.Peak, a.Online)
+			if mark.Replica != "" {
+				a.Writers = withMark(a.Writers, mark)
 			}
-			a.Online, a.Peak = online, peak
 			return true
 		})
 	}
 }
+
+// hasMark reports whether room holds mark's replica's mark of mark's write or a later one.
+func hasMark(room *livev1.LiveRoom, mark livev1.CountWrite) bool {
+	for _, m := range room.Status.Audience.Writers {
+		if m.Replica == mark.Replica && m.Sequence >= mark.Sequence {
+			return true
+		}
+	}
+	return false
+}
+
+// MaxCountWriteAge is how long a replica's count-write mark is kept: far longer than a
+// replica takes to read back a write whose answer it lost.
+const MaxCountWriteAge = 10 * time.Minute
+
+// withMark replaces the mark of mark's replica and drops marks older than
+// MaxCountWriteAge, keeping the list sorted by replica.
+func withMark(marks []livev1.CountWrite, mark livev1.CountWrite) []livev1.CountWrite {
+	out := []livev1.CountWrite{mark}
+	for _, m := range marks {
+		if m.Replica != mark.Replica && mark.Time.Sub(m.Time.Time) < MaxCountWriteAge {
+			out = append(out, m)
+		}
+	}
+	if len(out) > MaxCountWriters {
+		// The newest marks matter: drop the oldest, never mark's own.
+		slices.SortFunc(out[1:], func(a, b livev1.CountWrite) int { return b.Time.Compare(a.Time.Time) })
+		out = out[:MaxCountWriters]
+	}
+	slices.SortFunc(out, func(a, b livev1.CountWrite) int { return strings.Compare(a.Replica, b.Replica) })
+	return out
+}
+
+// MaxCountWriters bounds the marks a room keeps (the CRD's maxItems).
+const MaxCountWriters = 32
 
 // FromRoomInfo is the mutation of a room found through Tencent's REST API rather than
 // a callback: it fills the settings and marks the room live, like a create.

@@ -128,13 +128,13 @@ func TestSeatsOwnerAdminsMembers(t *testing.T) {
 	if !slices.Equal(room.Status.Admins, []string{"a"}) {
 		t.Errorf("admins %v", room.Status.Admins)
 	}
-	Members(5, 1703589934000)(room)
-	Members(-2, 1703589935000)(room)
+	Members(5, 1703589934000, livev1.CountWrite{})(room)
+	Members(-2, 1703589935000, livev1.CountWrite{})(room)
 	if room.Status.Audience.Online != 3 || room.Status.Audience.Peak != 5 {
 		t.Errorf("audience %+v", room.Status.Audience)
 	}
 	ForCallback(decode(t, destroyCB, tencent.CommandDestroyRoom), now)(room)
-	if got := Members(1, 1703589999000)(room); got != Unchanged || room.Status.Audience.Online != 0 {
+	if got := Members(1, 1703589999000, livev1.CountWrite{})(room); got != Unchanged || room.Status.Audience.Online != 0 {
 		t.Errorf("member event after end: %s %+v", got, room.Status.Audience)
 	}
 }
@@ -155,7 +155,7 @@ func TestDeclaredRoomSpecUntouched(t *testing.T) {
 
 func TestEventsOfUnknownRoomCreateLiveRoom(t *testing.T) {
 	room := newRoom()
-	if got := Members(2, now.UnixMilli())(room); got != Created || room.Status.Phase != livev1.RoomPhaseLive {
+	if got := Members(2, now.UnixMilli(), livev1.CountWrite{})(room); got != Created || room.Status.Phase != livev1.RoomPhaseLive {
 		t.Errorf("member event for unknown room: %s %+v", got, room.Status)
 	}
 	if got := EndNotFound(now)(room); got != Ended || room.Status.EndReason != livev1.EndReasonNotFoundInTencent {

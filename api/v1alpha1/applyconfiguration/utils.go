@@ -34,6 +34,8 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 	// Group=live.liveroom.io, Version=v1alpha1
 	case v1alpha1.SchemeGroupVersion.WithKind("AudienceStatus"):
 		return &apiv1alpha1.AudienceStatusApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("CountWrite"):
+		return &apiv1alpha1.CountWriteApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("EventTimes"):
 		return &apiv1alpha1.EventTimesApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("LiveRoom"):

@@ -48,6 +48,26 @@ var schemaYAML = typed.YAMLObject(`types:
     - name: peak
       type:
         scalar: numeric
+    - name: writers
+      type:
+        list:
+          elementType:
+            namedType: com.github.liveroom-io.liveroom-operator.api.v1alpha1.CountWrite
+          elementRelationship: associative
+          keys:
+          - replica
+- name: com.github.liveroom-io.liveroom-operator.api.v1alpha1.CountWrite
+  map:
+    fields:
+    - name: replica
+      type:
+        scalar: string
+    - name: sequence
+      type:
+        scalar: numeric
+    - name: time
+      type:
+        namedType: io.k8s.apimachinery.pkg.apis.meta.v1.Time
 - name: com.github.liveroom-io.liveroom-operator.api.v1alpha1.DeletionPolicy
   scalar: string
 - name: com.github.liveroom-io.liveroom-operator.api.v1alpha1.EndReason

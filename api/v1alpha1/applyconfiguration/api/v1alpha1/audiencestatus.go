@@ -27,6 +27,8 @@ type AudienceStatusApplyConfiguration struct {
 	Online *int64 `json:"online,omitempty"`
 	// peak is the highest online count seen.
 	Peak *int64 `json:"peak,omitempty"`
+	// writers are the latest count writes of the callback-server replicas.
+	Writers []CountWriteApplyConfiguration `json:"writers,omitempty"`
 }
 
 // AudienceStatusApplyConfiguration constructs a declarative configuration of the AudienceStatus type for use with
@@ -48,5 +50,18 @@ func (b *AudienceStatusApplyConfiguration) WithOnline(value int64) *AudienceStat
 // If called multiple times, the Peak field is set to the value of the last call.
 func (b *AudienceStatusApplyConfiguration) WithPeak(value int64) *AudienceStatusApplyConfiguration {
 	b.Peak = &value
+	return b
+}
+
+// WithWriters adds the given value to the Writers field in the declarative configuration
+// and returns the receiver, so that objects can be build by chaining "With" function invocations.
+// If called multiple times, values provided by each call will be appended to the Writers field.
+func (b *AudienceStatusApplyConfiguration) WithWriters(values ...*CountWriteApplyConfiguration) *AudienceStatusApplyConfiguration {
+	for i := range values {
+		if values[i] == nil {
+			panic("nil value passed to WithWriters")
+		}
+		b.Writers = append(b.Writers, *values[i])
+	}
 	return b
 }
