@@ -41,8 +41,8 @@ manifests: controller-gen ## Generate CRDs and RBAC from the kubebuilder markers
 	cp $(LOCALBIN)/crd-nodesc/live.liveroom.io_recordingpolicies.yaml config/crd/bases/
 
 .PHONY: generate
-generate: controller-gen ## Generate DeepCopy methods.
-	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
+generate: controller-gen ## Generate DeepCopy methods and the apply configurations (typed server-side apply).
+	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" applyconfiguration:headerFile="hack/boilerplate.go.txt" paths="./api/..."
 
 .PHONY: fmt
 fmt: ## Run go fmt.

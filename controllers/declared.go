@@ -6,8 +6,6 @@ import (
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
@@ -33,104 +31,106 @@ const (
 	reasonNoAPI        = "TencentAPIDisabled"
 )
 
-// syncResult is what syncing a declared room with Tencent says about it.
+// observation is what a condition will say.
+type observation struct {
+	status          bool
+	reason, message string
+}
+
+// syncResult is what syncing a declared room with Tencent found.
 type syncResult struct {
+	// tencent is where the room stands in Tencent now: status.tencent.
+	tencent livev1.TencentRoomStatus
 	// synced is the Synced condition to set; nil leaves it as it is.
-	synced *metav1.Condition
+	synced *observation
 	// stalled is set when only a change of the object can make progress.
-	stalled *metav1.Condition
+	stalled *observation
 	err     error
 }
 
 // syncDeclared makes Tencent match a declared room's spec: it guards the room with a
 // finalizer, creates it (create_room; 100010, "exists with this owner", is success) and
-// pushes later spec changes (update_room_info). A RoomId that another owner holds
-// (100003) stalls the room instead of retrying for ever.
+// pushes later spec changes (update_room_info). What Tencent holds is kept in
+// status.tencent, which decides between create and update and, on delete, whether to
+// destroy. A RoomId that another owner holds (100003) stalls the room at that generation
+// instead of retrying for ever.
 func (r *LiveRoomReconciler) syncDeclared(ctx context.Context, room *livev1.LiveRoom) syncResult {
-	gen := room.Generation
+	gen, known := room.Generation, room.Status.Tencent
 	if r.Tencent == nil {
-		c := metav1.Condition{Type: livev1.ConditionSynced, Status: metav1.ConditionFalse, ObservedGeneration: gen, Reason: reasonNoAPI,
-			Message: "The operator runs without a Tencent secret key, so declared rooms are not created in Tencent"}
-		return syncResult{synced: &c, stalled: stalledBy(c)}
+		o := observation{false, reasonNoAPI, "The operator runs without a Tencent secret key, so declared rooms are not created in Tencent"}
+		return syncResult{tencent: known, synced: &o, stalled: &o}
 	}
 	if !controllerutil.ContainsFinalizer(room, livev1.RoomFinalizer) {
 		patch := client.MergeFrom(room.DeepCopy())
 		controllerutil.AddFinalizer(room, livev1.RoomFinalizer)
 		if err := r.Patch(ctx, room, patch); err != nil {
-			return syncResult{err: err}
+			return syncResult{tencent: known, err: err}
 		}
-	}
-
-	prev := meta.FindStatusCondition(room.Status.Conditions, livev1.ConditionSynced)
-	// Whether Tencent has the room already decides between create_room and update_room_info.
-	created := prev != nil && (prev.Reason == reasonCreated || prev.Reason == reasonUpdated || prev.Reason == reasonUpdateFailed)
-	if created && prev.ObservedGeneration == gen && prev.Status == metav1.ConditionTrue {
-		return syncResult{}
-	}
-	if prev != nil && prev.Reason == reasonRoomIDTaken && prev.ObservedGeneration == gen {
-		return stalledTaken(room, prev.Message)
-	}
-
-	info := roomInfo(&room.Spec)
-	reason := reasonCreated
-	var err error
-	if created {
-		reason = reasonUpdated
-		err = r.Tencent.UpdateRoomInfo(ctx, info)
-		if tencent.IsCode(err, tencent.CodeRoomNotFound) {
-			// Destroyed in Tencent meanwhile (rooms left empty are destroyed by Tencent):
-			// the changed spec asks for the room, so it is created again.
-			reason, err = reasonCreated, r.Tencent.CreateRoom(ctx, info)
-		}
-	} else {
-		err = r.Tencent.CreateRoom(ctx, info)
 	}
 	switch {
-	case err == nil, reason == reasonCreated && tencent.IsCode(err, tencent.CodeRoomExistsSameOwner):
+	case known.ObservedGeneration != gen:
+	case known.State == livev1.TencentRoomCreated:
+		return syncResult{tencent: known}
+	case known.State == livev1.TencentRoomTaken:
+		return taken(room, known)
+	}
+
+	reason, err := r.pushToTencent(ctx, room, known.State == livev1.TencentRoomCreated)
+	switch {
+	case err == nil:
 		r.Recorder.Eventf(room, nil, corev1.EventTypeNormal, "Synced", reason, "%s room %s in Tencent", reason, room.Spec.RoomID)
-		return syncResult{synced: &metav1.Condition{Type: livev1.ConditionSynced, Status: metav1.ConditionTrue, ObservedGeneration: gen,
-			Reason: reason, Message: "Tencent has the room as specified"}}
+		return syncResult{
+			tencent: livev1.TencentRoomStatus{State: livev1.TencentRoomCreated, ObservedGeneration: gen},
+			synced:  &observation{true, reason, "Tencent has the room as specified"},
+		}
 	case reason == reasonCreated && tencent.IsCode(err, tencent.CodeRoomExists):
-		msg := fmt.Sprintf("RoomId %s is taken in Tencent by another owner (%v); choose another roomId", room.Spec.RoomID, err)
-		r.Recorder.Eventf(room, nil, corev1.EventTypeWarning, "SyncFailed", reason, msg)
-		return stalledTaken(room, msg)
+		res := taken(room, livev1.TencentRoomStatus{State: livev1.TencentRoomTaken, ObservedGeneration: gen})
+		r.Recorder.Eventf(room, nil, corev1.EventTypeWarning, "SyncFailed", reason, res.stalled.message)
+		return res
 	default:
 		failed := reasonCreateFailed
 		if reason == reasonUpdated {
 			failed = reasonUpdateFailed
 		}
 		r.Recorder.Eventf(room, nil, corev1.EventTypeWarning, "SyncFailed", reason, "Tencent refused room %s: %v", room.Spec.RoomID, err)
-		return syncResult{
-			synced: &metav1.Condition{Type: livev1.ConditionSynced, Status: metav1.ConditionFalse, ObservedGeneration: gen, Reason: failed, Message: err.Error()},
-			err:    err,
-		}
+		return syncResult{tencent: known, synced: &observation{false, failed, err.Error()}, err: err}
 	}
 }
 
-func stalledTaken(room *livev1.LiveRoom, msg string) syncResult {
-	c := metav1.Condition{Type: livev1.ConditionSynced, Status: metav1.ConditionFalse, ObservedGeneration: room.Generation, Reason: reasonRoomIDTaken, Message: msg}
-	return syncResult{synced: &c, stalled: stalledBy(c)}
+// pushToTencent updates the room when Tencent has it, creates it otherwise (also when it
+// was destroyed in Tencent meanwhile, as rooms left empty are), and says which it did.
+func (r *LiveRoomReconciler) pushToTencent(ctx context.Context, room *livev1.LiveRoom, exists bool) (string, error) {
+	info := roomInfo(&room.Spec)
+	if exists {
+		err := r.Tencent.UpdateRoomInfo(ctx, info)
+		if !tencent.IsCode(err, tencent.CodeRoomNotFound) {
+			return reasonUpdated, err
+		}
+	}
+	err := r.Tencent.CreateRoom(ctx, info)
+	if tencent.IsCode(err, tencent.CodeRoomExistsSameOwner) {
+		err = nil // a retried create, or a room this owner made before: ours either way
+	}
+	return reasonCreated, err
 }
 
-// stalledBy is the Stalled condition for a Synced condition that no retry can fix.
-func stalledBy(synced metav1.Condition) *metav1.Condition {
-	synced.Type, synced.Status = livev1.ConditionStalled, metav1.ConditionTrue
-	return &synced
+// taken is the result for a RoomId that another owner holds in Tencent.
+func taken(room *livev1.LiveRoom, state livev1.TencentRoomStatus) syncResult {
+	o := observation{false, reasonRoomIDTaken, fmt.Sprintf("RoomId %s is taken in Tencent by another owner (error %d); choose another roomId", room.Spec.RoomID, tencent.CodeRoomExists)}
+	return syncResult{tencent: state, synced: &o, stalled: &o}
 }
 
 // finalizeDeclared destroys a deleted declared room in Tencent (destroy_room; 100004,
 // "no such room", is success) unless its deletionPolicy is Orphan, then lets it go.
-// A room the operator never created, or whose RoomId another owner holds, is left alone.
+// Only a room the operator created is destroyed: never one another owner holds.
 func (r *LiveRoomReconciler) finalizeDeclared(ctx context.Context, room *livev1.LiveRoom) error {
 	if !controllerutil.ContainsFinalizer(room, livev1.RoomFinalizer) {
 		return nil
 	}
-	synced := meta.FindStatusCondition(room.Status.Conditions, livev1.ConditionSynced)
-	ours := synced != nil && synced.Reason != reasonRoomIDTaken && synced.Reason != reasonNoAPI
 	switch {
 	case room.Spec.DeletionPolicy == livev1.DeletionPolicyOrphan:
 		r.Recorder.Eventf(room, nil, corev1.EventTypeNormal, "Orphaned", "Delete", "Left room %s running in Tencent (deletionPolicy Orphan)", room.Spec.RoomID)
-	case !ours:
+	case room.Status.Tencent.State != livev1.TencentRoomCreated:
 	case r.Tencent == nil:
 		r.Recorder.Eventf(room, nil, corev1.EventTypeWarning, "NotDestroyed", "Delete", "Room %s was not destroyed in Tencent: the operator has no Tencent secret key", room.Spec.RoomID)
 	default:

@@ -4,6 +4,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
 	"slices"
@@ -12,11 +13,11 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -28,6 +29,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	livev1 "github.com/liveroom-io/liveroom-operator/api/v1alpha1"
+	liveac "github.com/liveroom-io/liveroom-operator/api/v1alpha1/applyconfiguration/api/v1alpha1"
+	"github.com/liveroom-io/liveroom-operator/internal/conditions"
 )
 
 // FieldOwner is the server-side apply field manager of the controllers' status writes.
@@ -202,10 +205,29 @@ func (r *LiveRoomReconciler) setSuspend(ctx context.Context, job *batchv1.Job, s
 	return r.Patch(ctx, job, patch)
 }
 
-// updateStatus writes recordings, conditions and observedGeneration when they changed.
+// updateStatus writes the controller's part of the room's status (what
+// livev1.StatusOwnerController owns) when it changed, and returns the reconcile errors.
 func (r *LiveRoomReconciler) updateStatus(ctx context.Context, room *livev1.LiveRoom, jobs map[string]*batchv1.Job, sync syncResult, errs []error) error {
-	st := room.Status.DeepCopy()
-	st.Recordings = nil
+	st := room.Status.OwnedBy(livev1.StatusOwnerController)
+	var running int
+	st.Recordings, running = r.recordings(room, jobs)
+	st.Tencent = sync.tencent
+	st.ObservedGeneration = room.Generation
+	summarize(conditions.For(&st.Conditions, room.Generation), room, running, sync, errs)
+
+	if !equality.Semantic.DeepEqual(st, room.Status.OwnedBy(livev1.StatusOwnerController)) {
+		ac := liveac.LiveRoom(room.Name, room.Namespace).WithStatus(controllerStatusApply(&st))
+		if err := r.Status().Apply(ctx, ac, client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
+			return err
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// recordings is the room's view of its recording Jobs, sorted by policy, and how many of
+// them run or are about to. A recording seen failing for the first time gets an Event.
+func (r *LiveRoomReconciler) recordings(room *livev1.LiveRoom, jobs map[string]*batchv1.Job) ([]livev1.RecordingStatus, int) {
+	var out []livev1.RecordingStatus
 	running := 0
 	for _, job := range jobs {
 		rs := recordingStatus(job)
@@ -223,68 +245,59 @@ func (r *LiveRoomReconciler) updateStatus(ctx context.Context, room *livev1.Live
 		if rs.Phase == livev1.RecordingFailed && (prev == nil || prev.Phase != rs.Phase) {
 			r.Recorder.Eventf(room, job, corev1.EventTypeWarning, "RecordingFailed", "Run", "Recording Job %s failed", job.Name)
 		}
-		st.Recordings = append(st.Recordings, rs)
+		out = append(out, rs)
 	}
-	slices.SortFunc(st.Recordings, func(a, b livev1.RecordingStatus) int { return strings.Compare(a.Policy, b.Policy) })
+	slices.SortFunc(out, func(a, b livev1.RecordingStatus) int { return strings.Compare(a.Policy, b.Policy) })
+	return out, running
+}
 
-	gen := room.Generation
+// summarize sets the room's conditions from what the reconcile observed.
+func summarize(c conditions.Set, room *livev1.LiveRoom, running int, sync syncResult, errs []error) {
 	if running > 0 {
-		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: livev1.ConditionRecording, Status: metav1.ConditionTrue, ObservedGeneration: gen,
-			Reason: "Recording", Message: fmt.Sprintf("%d recording(s) running or starting", running)})
+		c.Mark(livev1.ConditionRecording, true, "Recording", fmt.Sprintf("%d recording(s) running or starting", running))
 	} else {
-		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: livev1.ConditionRecording, Status: metav1.ConditionFalse, ObservedGeneration: gen,
-			Reason: notRecordingReason(room), Message: "No recording is running"})
+		c.Mark(livev1.ConditionRecording, false, notRecordingReason(room), "No recording is running")
 	}
-	if sync.synced != nil {
-		meta.SetStatusCondition(&st.Conditions, *sync.synced)
-	}
-	if sync.stalled != nil {
-		meta.SetStatusCondition(&st.Conditions, *sync.stalled)
-	} else {
-		meta.RemoveStatusCondition(&st.Conditions, livev1.ConditionStalled)
+	if o := sync.synced; o != nil {
+		c.Mark(livev1.ConditionSynced, o.status, o.reason, o.message)
 	}
 	switch {
 	case sync.stalled != nil:
-		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: livev1.ConditionReady, Status: metav1.ConditionFalse, ObservedGeneration: gen, Reason: sync.stalled.Reason, Message: sync.stalled.Message})
-		meta.RemoveStatusCondition(&st.Conditions, livev1.ConditionReconciling)
+		c.MarkStalled(sync.stalled.reason, sync.stalled.message)
 	case len(errs) > 0:
-		msg := joinErrors(errs)
-		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: livev1.ConditionReady, Status: metav1.ConditionFalse, ObservedGeneration: gen, Reason: "ReconcileError", Message: msg})
-		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: livev1.ConditionReconciling, Status: metav1.ConditionTrue, ObservedGeneration: gen, Reason: "Retrying", Message: msg})
+		c.MarkReconciling("ReconcileError", joinErrors(errs))
 	default:
-		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: livev1.ConditionReady, Status: metav1.ConditionTrue, ObservedGeneration: gen, Reason: "Reconciled", Message: readyMessage(room, running)})
-		meta.RemoveStatusCondition(&st.Conditions, livev1.ConditionReconciling)
+		c.MarkReady("Reconciled", readyMessage(room, running))
 	}
-	st.ObservedGeneration = gen
-
-	if reflect.DeepEqual(controllerStatus(&room.Status), controllerStatus(st)) {
-		if len(errs) > 0 {
-			return errs[0]
-		}
-		return nil
-	}
-	u := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": livev1.GroupVersion.String(), "kind": "LiveRoom",
-		"metadata": map[string]any{"name": room.Name, "namespace": room.Namespace},
-		"status":   controllerStatus(st),
-	}}
-	if err := r.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
-		return err
-	}
-	if len(errs) > 0 {
-		return errs[0]
-	}
-	return nil
 }
 
-// controllerStatus is the part of a room's status this controller owns, as sent.
-func controllerStatus(st *livev1.LiveRoomStatus) map[string]any {
-	owned := livev1.LiveRoomStatus{Recordings: st.Recordings, Conditions: st.Conditions, ObservedGeneration: st.ObservedGeneration}
-	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&owned)
-	if err != nil {
-		panic(err)
+// controllerStatusApply is the typed apply of the controller's part of a room's status.
+func controllerStatusApply(st *livev1.LiveRoomStatus) *liveac.LiveRoomStatusApplyConfiguration {
+	ac := liveac.LiveRoomStatus().WithObservedGeneration(st.ObservedGeneration).WithConditions(conditionsApply(st.Conditions)...)
+	for _, rs := range st.Recordings {
+		rec := liveac.RecordingStatus().WithPolicy(rs.Policy).WithJob(rs.Job).WithPhase(rs.Phase)
+		if rs.StartTime != nil {
+			rec.WithStartTime(*rs.StartTime)
+		}
+		if rs.CompletionTime != nil {
+			rec.WithCompletionTime(*rs.CompletionTime)
+		}
+		ac.WithRecordings(rec)
 	}
-	return m
+	if st.Tencent != (livev1.TencentRoomStatus{}) {
+		ac.WithTencent(liveac.TencentRoomStatus().WithState(st.Tencent.State).WithObservedGeneration(st.Tencent.ObservedGeneration))
+	}
+	return ac
+}
+
+// conditionsApply converts conditions to their apply configurations.
+func conditionsApply(list []metav1.Condition) []*metav1ac.ConditionApplyConfiguration {
+	out := make([]*metav1ac.ConditionApplyConfiguration, len(list))
+	for i, c := range list {
+		out[i] = metav1ac.Condition().WithType(c.Type).WithStatus(c.Status).WithObservedGeneration(c.ObservedGeneration).
+			WithLastTransitionTime(c.LastTransitionTime).WithReason(c.Reason).WithMessage(c.Message)
+	}
+	return out
 }
 
 func findRecording(list []livev1.RecordingStatus, policy string) *livev1.RecordingStatus {

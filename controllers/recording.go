@@ -3,7 +3,6 @@ package controllers
 import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -14,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	livev1 "github.com/liveroom-io/liveroom-operator/api/v1alpha1"
+	"github.com/liveroom-io/liveroom-operator/internal/conditions"
 	"github.com/liveroom-io/liveroom-operator/internal/naming"
 )
 
@@ -39,8 +39,7 @@ func policyUsable(p *livev1.RecordingPolicy) bool {
 	if p.Spec.Suspend || !p.DeletionTimestamp.IsZero() {
 		return false
 	}
-	stalled := meta.FindStatusCondition(p.Status.Conditions, livev1.ConditionStalled)
-	return stalled == nil || stalled.Status != metav1.ConditionTrue || stalled.ObservedGeneration != p.Generation
+	return !conditions.IsStalled(p.Status.Conditions, p.Generation)
 }
 
 // wantsRecording reports whether room should be recorded by policy now.

@@ -7,10 +7,10 @@ import (
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/util/workqueue"
@@ -23,6 +23,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	livev1 "github.com/liveroom-io/liveroom-operator/api/v1alpha1"
+	liveac "github.com/liveroom-io/liveroom-operator/api/v1alpha1/applyconfiguration/api/v1alpha1"
+	"github.com/liveroom-io/liveroom-operator/internal/conditions"
 )
 
 // RecordingPolicyReconciler reports what each policy selects and how its recordings do,
@@ -42,27 +44,46 @@ func (r *RecordingPolicyReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	if err := r.Get(ctx, req.NamespacedName, &p); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	st := p.Status.DeepCopy()
-	gen := p.Generation
-
 	invalid, err := r.validate(ctx, &p)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	sel, _ := policySelector(&p)
+	st := p.Status.DeepCopy()
+	if err := r.count(ctx, &p, invalid == "", st); err != nil {
+		return ctrl.Result{}, err
+	}
+	c := conditions.For(&st.Conditions, p.Generation)
+	switch {
+	case invalid != "":
+		c.MarkStalled("InvalidSpec", invalid)
+	case p.Spec.Suspend:
+		c.MarkReady("Suspended", "Suspended: recordings are stopped and none start")
+	default:
+		c.MarkReady("Active", fmt.Sprintf("Selects %d room(s); %d recording(s) active", st.MatchedRooms, st.ActiveRecordings))
+	}
+	st.ObservedGeneration = p.Generation
+	if equality.Semantic.DeepEqual(*st, p.Status) {
+		return ctrl.Result{}, nil
+	}
+	ac := liveac.RecordingPolicy(p.Name, p.Namespace).WithStatus(policyStatusApply(st))
+	return ctrl.Result{}, r.Status().Apply(ctx, ac, client.FieldOwner(FieldOwner), client.ForceOwnership)
+}
 
+// count fills in the rooms the policy selects (when its selector is usable) and its
+// recordings by phase. The cached objects are only read, not copied.
+func (r *RecordingPolicyReconciler) count(ctx context.Context, p *livev1.RecordingPolicy, selectorUsable bool, st *livev1.RecordingPolicyStatus) error {
 	st.MatchedRooms, st.ActiveRecordings, st.SucceededRecordings, st.FailedRecordings, st.StoppedRecordings = 0, 0, 0, 0, 0
-	if invalid == "" {
+	if selectorUsable {
+		sel, _ := policySelector(p)
 		var rooms livev1.LiveRoomList
-		// Only counted: the cached objects are read, not copied.
 		if err := r.List(ctx, &rooms, client.InNamespace(p.Namespace), client.MatchingLabelsSelector{Selector: sel}, client.UnsafeDisableDeepCopy); err != nil {
-			return ctrl.Result{}, err
+			return err
 		}
 		st.MatchedRooms = int32(len(rooms.Items))
 	}
 	var jobs batchv1.JobList
 	if err := r.List(ctx, &jobs, client.InNamespace(p.Namespace), client.MatchingLabels{livev1.PolicyLabel: policyKey(p.Name)}, client.UnsafeDisableDeepCopy); err != nil {
-		return ctrl.Result{}, err
+		return err
 	}
 	for i := range jobs.Items {
 		if jobPolicy(&jobs.Items[i]) != p.Name {
@@ -79,35 +100,16 @@ func (r *RecordingPolicyReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 			st.StoppedRecordings++
 		}
 	}
+	return nil
+}
 
-	if invalid != "" {
-		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: livev1.ConditionStalled, Status: metav1.ConditionTrue, ObservedGeneration: gen, Reason: "InvalidSpec", Message: invalid})
-		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: livev1.ConditionReady, Status: metav1.ConditionFalse, ObservedGeneration: gen, Reason: "InvalidSpec", Message: invalid})
-	} else {
-		meta.RemoveStatusCondition(&st.Conditions, livev1.ConditionStalled)
-		msg := fmt.Sprintf("Selects %d room(s); %d recording(s) active", st.MatchedRooms, st.ActiveRecordings)
-		reason := "Active"
-		if p.Spec.Suspend {
-			reason, msg = "Suspended", "Suspended: recordings are stopped and none start"
-		}
-		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: livev1.ConditionReady, Status: metav1.ConditionTrue, ObservedGeneration: gen, Reason: reason, Message: msg})
-	}
-	meta.RemoveStatusCondition(&st.Conditions, livev1.ConditionReconciling)
-	st.ObservedGeneration = gen
-
-	if reflect.DeepEqual(*st, p.Status) {
-		return ctrl.Result{}, nil
-	}
-	status, err := runtime.DefaultUnstructuredConverter.ToUnstructured(st)
-	if err != nil {
-		return ctrl.Result{}, err
-	}
-	u := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": livev1.GroupVersion.String(), "kind": "RecordingPolicy",
-		"metadata": map[string]any{"name": p.Name, "namespace": p.Namespace},
-		"status":   status,
-	}}
-	return ctrl.Result{}, r.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldOwner), client.ForceOwnership)
+// policyStatusApply is the typed apply of a policy's status.
+func policyStatusApply(st *livev1.RecordingPolicyStatus) *liveac.RecordingPolicyStatusApplyConfiguration {
+	return liveac.RecordingPolicyStatus().
+		WithMatchedRooms(st.MatchedRooms).WithActiveRecordings(st.ActiveRecordings).
+		WithSucceededRecordings(st.SucceededRecordings).WithFailedRecordings(st.FailedRecordings).
+		WithStoppedRecordings(st.StoppedRecordings).WithObservedGeneration(st.ObservedGeneration).
+		WithConditions(conditionsApply(st.Conditions)...)
 }
 
 // validate returns why the policy cannot record, or "". The template is checked by the

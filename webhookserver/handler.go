@@ -12,6 +12,7 @@ import (
 
 	"github.com/liveroom-io/liveroom-operator/internal/forward"
 	"github.com/liveroom-io/liveroom-operator/internal/roomstate"
+	"github.com/liveroom-io/liveroom-operator/internal/roomstore"
 	"github.com/liveroom-io/liveroom-operator/internal/tencent"
 
 	livev1 "github.com/liveroom-io/liveroom-operator/api/v1alpha1"
@@ -27,6 +28,7 @@ const (
 	reasonStale      = "stale_time"
 	reasonBadSign    = "bad_sign"
 	reasonNotStored  = "not_stored"
+	reasonUnstorable = "unstorable"
 	reasonBadPayload = "bad_payload"
 )
 
@@ -135,6 +137,11 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	outcome, err := s.apply(ctx, cb, start)
 	finish(err == nil)
+	if errors.Is(err, roomstore.ErrUnstorable) {
+		// No retry can store it: a 4xx, so that nobody retries for ever.
+		reject(http.StatusUnprocessableEntity, reasonUnstorable, err)
+		return
+	}
 	if err != nil {
 		s.metrics.Rejections.WithLabelValues(reasonNotStored).Inc()
 		s.log.Error(err, "Callback not stored", "command", cb.Command, "roomId", cb.Room())

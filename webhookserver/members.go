@@ -109,7 +109,7 @@ func (b *memberBatcher) flush(roomID string) {
 
 	if batch.waiters > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), b.timeout)
-		_, batch.err = b.store.Mutate(ctx, roomID, livev1.OriginCallback, roomstate.Members(batch.delta, batch.newest))
+		_, batch.err = b.store.Mutate(ctx, roomID, livev1.OriginCallback, roomstate.Members(batch.delta, batch.newest, livev1.CountWrite{}))
 		cancel()
 	}
 	close(batch.done)

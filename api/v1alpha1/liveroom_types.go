@@ -228,6 +228,28 @@ type AudienceStatus struct {
 	// peak is the highest online count seen.
 	// +optional
 	Peak int64 `json:"peak"`
+	// writers are the latest count writes of the callback-server replicas.
+	// +kubebuilder:validation:MaxItems=32
+	// +listType=map
+	// +listMapKey=replica
+	// +optional
+	Writers []CountWrite `json:"writers,omitempty"`
+}
+
+// CountWrite marks one replica's latest write of the room's counts. Counts are deltas, so
+// a replica that lost the answer to a write must learn whether it was stored before it
+// sends the delta again: it reads its mark back.
+type CountWrite struct {
+	// replica is the callback-server instance, e.g. its pod name.
+	// +kubebuilder:validation:MaxLength=253
+	// +required
+	Replica string `json:"replica"`
+	// sequence numbers the replica's writes.
+	// +required
+	Sequence int64 `json:"sequence"`
+	// time is when the write was made; marks older than a few minutes are dropped.
+	// +required
+	Time metav1.Time `json:"time"`
 }
 
 // RoomStatistics are the final figures Tencent reports when a room is destroyed.
@@ -255,7 +277,16 @@ type EventTimes struct {
 	Owner int64 `json:"owner,omitempty"`
 	// +optional
 	Admins int64 `json:"admins,omitempty"`
+	// adminAccounts holds, per account added or removed as admin, the time of its newest
+	// change, so that an add and a delete delivered out of order end as Tencent ordered
+	// them. Removed accounts are kept for a while, up to MaxAdminTombstones.
+	// +kubebuilder:validation:MaxProperties=512
+	// +optional
+	AdminAccounts map[string]int64 `json:"adminAccounts,omitempty"`
 }
+
+// MaxAdminTombstones bounds the removed admins whose removal time a room remembers.
+const MaxAdminTombstones = 256
 
 // RecordingPhase is the state of one recording Job.
 // +kubebuilder:validation:Enum=Pending;Running;Succeeded;Failed;Stopped
@@ -286,6 +317,33 @@ type RecordingStatus struct {
 	// completionTime is when the Job finished or was stopped.
 	// +optional
 	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
+}
+
+// TencentRoomState is where a declared room stands in Tencent.
+// +kubebuilder:validation:Enum=Created;Taken
+type TencentRoomState string
+
+const (
+	// TencentRoomCreated means the operator created the room in Tencent, or found it
+	// there with the same owner: deleting the object destroys it, unless deletionPolicy
+	// is Orphan.
+	TencentRoomCreated TencentRoomState = "Created"
+	// TencentRoomTaken means Tencent refused to create the room because another owner
+	// holds its RoomId: the operator leaves it alone, also when the object is deleted.
+	TencentRoomTaken TencentRoomState = "Taken"
+)
+
+// TencentRoomStatus is what the operator knows of a declared room in Tencent. These are
+// the facts its decisions rest on (create or update, destroy on delete or not), kept
+// apart from the conditions, which only report them.
+type TencentRoomStatus struct {
+	// state is Created or Taken; empty until Tencent answered a create.
+	// +optional
+	State TencentRoomState `json:"state,omitempty"`
+	// observedGeneration is the generation of the spec the state was found for: for
+	// Created, the spec Tencent last accepted.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 }
 
 // LiveRoomStatus is what Tencent last reported about the room and what the operator did.
@@ -348,6 +406,10 @@ type LiveRoomStatus struct {
 	// +listMapKey=policy
 	// +optional
 	Recordings []RecordingStatus `json:"recordings,omitempty"`
+
+	// tencent is, for declared rooms, where the room stands in Tencent.
+	// +optional
+	Tencent TencentRoomStatus `json:"tencent,omitzero"`
 
 	// observedGeneration is the generation the conditions describe.
 	// +optional

@@ -21,13 +21,18 @@ const (
 // RoomId itself when it is a valid DNS-1123 label, otherwise a sanitised, lowercased
 // prefix plus "-" and 10 hex characters of sha256(RoomId). The second is used only when
 // another RoomId already holds the first (a RoomId can spell another's hashed name): the
-// prefix plus 16 hex characters. A name whose spec.roomId differs is never overwritten.
+// prefix plus 16 hex characters. The last resort is the first 63 hex characters of
+// sha256(RoomId): no other RoomId can hold it, since a RoomId is at most 48 bytes and
+// every other name this function makes is shorter than 63 characters or has a "-" 17
+// characters from its end, so app users cannot pre-empt a room's every name by creating
+// rooms named like them. A name whose spec.roomId differs is never overwritten.
 func RoomObjectNames(roomID string) []string {
 	fallback := hashed(dnsLabelPrefix(roomID), roomID, fallbackHashLength)
+	lastResort := hashOf(roomID, maxNameLength)
 	if len(validation.IsDNS1123Label(roomID)) == 0 {
-		return []string{roomID, fallback}
+		return []string{roomID, fallback, lastResort}
 	}
-	return []string{hashed(dnsLabelPrefix(roomID), roomID, hashLength), fallback}
+	return []string{hashed(dnsLabelPrefix(roomID), roomID, hashLength), fallback, lastResort}
 }
 
 // RoomObjectName is the preferred LiveRoom name for a RoomId.

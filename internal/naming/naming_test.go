@@ -118,3 +118,44 @@ func FuzzRoomObjectName(f *testing.F) {
 		}
 	})
 }
+
+// App users choose RoomIds freely: creating the RoomIds spelled like a victim's primary and
+// fallback names must leave the victim a name of its own.
+func TestLastResortNameCannotBePreempted(t *testing.T) {
+	victim := "Room_ABC.01"
+	names := RoomObjectNames(victim)
+	if len(names) != 3 {
+		t.Fatalf("RoomObjectNames(%q) = %v, want three names", victim, names)
+	}
+	taken := map[string]bool{}
+	for _, squatter := range names[:2] {
+		if len(validation.IsDNS1123Label(squatter)) > 0 || len(squatter) > 48 {
+			t.Fatalf("squatter RoomId %q would not take its literal name", squatter)
+		}
+		for _, n := range RoomObjectNames(squatter) {
+			taken[n] = true
+		}
+	}
+	if taken[names[2]] {
+		t.Fatalf("last-resort name %q can be taken by another RoomId", names[2])
+	}
+	if len(names[2]) != 63 || len(validation.IsDNS1123Label(names[2])) > 0 {
+		t.Fatalf("last-resort name %q is not a 63-character DNS label", names[2])
+	}
+}
+
+func FuzzLastResortNameUnique(f *testing.F) {
+	f.Add("Room_ABC.01", "room-abc-01")
+	f.Add(strings.Repeat("a", 48), strings.Repeat("b", 47))
+	f.Fuzz(func(t *testing.T, a, b string) {
+		if a == b || len(a) > 48 || len(b) > 48 {
+			return
+		}
+		last := RoomObjectNames(a)[2]
+		for _, n := range RoomObjectNames(b) {
+			if n == last {
+				t.Fatalf("last-resort name of %q is also a name of %q", a, b)
+			}
+		}
+	})
+}

@@ -4,8 +4,12 @@
 package roomstate
 
 import (
+	"cmp"
+	"maps"
+	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -32,16 +36,40 @@ const (
 // their identity set; a mutation must leave a room it does not change untouched.
 type Mutation func(room *livev1.LiveRoom) Outcome
 
+// MaxFuture is how far ahead of this process's clock a Tencent event or creation time may
+// be. Tencent's clock is within the accepted RequestTime skew of ours, so a time further
+// ahead is bogus; taken at face value it would freeze the room, since every real event
+// after it would look older.
+const MaxFuture = 2 * time.Minute
+
+// notFuture returns t (Unix milliseconds), or now when t is more than MaxFuture ahead.
+func notFuture(t int64, now time.Time) int64 {
+	if t > now.Add(MaxFuture).UnixMilli() {
+		return now.UnixMilli()
+	}
+	return t
+}
+
 // EventMillis is the time of a callback in Unix milliseconds: EventTime when Tencent sent
-// it, the room's CreateTime for a create without one, otherwise now.
+// it, the room's CreateTime for a create without one, otherwise now; never more than
+// MaxFuture ahead of now.
 func EventMillis(cb *tencent.Callback, now time.Time) int64 {
 	if cb.EventTime > 0 {
-		return int64(cb.EventTime)
+		return notFuture(int64(cb.EventTime), now)
 	}
 	if cb.Command == tencent.CommandCreateRoom && cb.RoomInfo != nil && cb.RoomInfo.CreateTime > 0 {
-		return int64(cb.RoomInfo.CreateTime) * 1000
+		return notFuture(createMillisOf(cb.RoomInfo), now)
 	}
 	return now.UnixMilli()
+}
+
+// createMillisOf is a RoomInfo's CreateTime (seconds) in milliseconds, 0 when absent or
+// too large to be a time.
+func createMillisOf(ri *tencent.RoomInfo) int64 {
+	if ri.CreateTime <= 0 || ri.CreateTime > math.MaxInt64/1000 {
+		return 0
+	}
+	return int64(ri.CreateTime) * 1000
 }
 
 // ForCallback returns the mutation a room callback makes. Member-state callbacks are
@@ -51,7 +79,7 @@ func ForCallback(cb *tencent.Callback, now time.Time) Mutation {
 	return func(room *livev1.LiveRoom) Outcome {
 		switch cb.Command {
 		case tencent.CommandCreateRoom:
-			return create(room, cb.RoomInfo, t)
+			return create(room, cb.RoomInfo, t, now)
 		case tencent.CommandDestroyRoom:
 			return destroy(room, cb, t)
 		case tencent.CommandUpdateRoomInfo:
@@ -67,31 +95,77 @@ func ForCallback(cb *tencent.Callback, now time.Time) Mutation {
 	}
 }
 
-// Members adds a coalesced batch of member-state changes: delta is the net change of the
-// online count, t the newest event time in the batch.
-func Members(delta int64, t int64) Mutation {
+// Members adds a batch of member-state changes: delta is the net change of the online
+// count, t the newest event time in the batch. Deltas are added as they are, never
+// clamped, so that batches from several callback-server replicas add up to the same
+// count in any order. A non-empty mark records the write for its replica (see
+// livev1.CountWrite); marks older than MaxCountWriteAge are dropped.
+//
+// A write retried after a lost answer must not count twice: with a mark, a room that
+// already holds this replica's mark of the same or a later write is left unchanged.
+func Members(delta, t int64, mark livev1.CountWrite) Mutation {
 	return func(room *livev1.LiveRoom) Outcome {
+		if mark.Replica != "" && hasMark(room, mark) {
+			return Unchanged
+		}
 		return ongoing(room, t, func() bool {
-			a := &room.Status.Audience
-			online := max(a.Online+delta, 0)
-			peak := max(a.Peak, online)
-			if online == a.Online && peak == a.Peak {
-				return false
+			if room.Status.Phase == livev1.RoomPhaseEnded {
+				return false // nobody is online in an ended room
 			}
-			a.Online, a.Peak = online, peak
+			a := &room.Status.Audience
+			a.Online += delta
+			a.Peak = max(a.Peak, a.Online)
+			if mark.Replica != "" {
+				a.Writers = withMark(a.Writers, mark)
+			}
 			return true
 		})
 	}
 }
 
+// hasMark reports whether room holds mark's replica's mark of mark's write or a later one.
+func hasMark(room *livev1.LiveRoom, mark livev1.CountWrite) bool {
+	for _, m := range room.Status.Audience.Writers {
+		if m.Replica == mark.Replica && m.Sequence >= mark.Sequence {
+			return true
+		}
+	}
+	return false
+}
+
+// MaxCountWriteAge is how long a replica's count-write mark is kept: far longer than a
+// replica takes to read back a write whose answer it lost.
+const MaxCountWriteAge = 10 * time.Minute
+
+// withMark replaces the mark of mark's replica and drops marks older than
+// MaxCountWriteAge, keeping the list sorted by replica.
+func withMark(marks []livev1.CountWrite, mark livev1.CountWrite) []livev1.CountWrite {
+	out := []livev1.CountWrite{mark}
+	for _, m := range marks {
+		if m.Replica != mark.Replica && mark.Time.Sub(m.Time.Time) < MaxCountWriteAge {
+			out = append(out, m)
+		}
+	}
+	if len(out) > MaxCountWriters {
+		// The newest marks matter: drop the oldest, never mark's own.
+		slices.SortFunc(out[1:], func(a, b livev1.CountWrite) int { return b.Time.Compare(a.Time.Time) })
+		out = out[:MaxCountWriters]
+	}
+	slices.SortFunc(out, func(a, b livev1.CountWrite) int { return strings.Compare(a.Replica, b.Replica) })
+	return out
+}
+
+// MaxCountWriters bounds the marks a room keeps (the CRD's maxItems).
+const MaxCountWriters = 32
+
 // FromRoomInfo is the mutation of a room found through Tencent's REST API rather than
 // a callback: it fills the settings and marks the room live, like a create.
 func FromRoomInfo(ri *tencent.RoomInfo, now time.Time) Mutation {
 	t := now.UnixMilli()
-	if ri.CreateTime > 0 {
-		t = int64(ri.CreateTime) * 1000
+	if ms := createMillisOf(ri); ms > 0 {
+		t = notFuture(ms, now)
 	}
-	return func(room *livev1.LiveRoom) Outcome { return create(room, ri, t) }
+	return func(room *livev1.LiveRoom) Outcome { return create(room, ri, t, now) }
 }
 
 // EndNotFound ends a live room that Tencent no longer lists.
@@ -141,10 +215,10 @@ func ongoing(room *livev1.LiveRoom, t int64, apply func() bool) Outcome {
 	return Updated
 }
 
-func create(room *livev1.LiveRoom, ri *tencent.RoomInfo, t int64) Outcome {
+func create(room *livev1.LiveRoom, ri *tencent.RoomInfo, t int64, now time.Time) Outcome {
 	created := time.UnixMilli(t)
-	if ri.CreateTime > 0 {
-		created = time.Unix(int64(ri.CreateTime), 0)
+	if ms := createMillisOf(ri); ms > 0 {
+		created = time.UnixMilli(notFuture(ms, now))
 	}
 	outcome := Updated
 	switch {
@@ -153,11 +227,7 @@ func create(room *livev1.LiveRoom, ri *tencent.RoomInfo, t int64) Outcome {
 	case room.Status.Phase == livev1.RoomPhaseEnded && t > endMillis(room):
 		// The same RoomId created again after it ended: a new life for the room.
 		outcome = Revived
-		room.Status = livev1.LiveRoomStatus{
-			Recordings:         room.Status.Recordings,
-			Conditions:         room.Status.Conditions,
-			ObservedGeneration: room.Status.ObservedGeneration,
-		}
+		room.Status = room.Status.OwnedBy(livev1.StatusOwnerController)
 	case room.Status.Phase == livev1.RoomPhaseEnded:
 		// A create delivered after its destroy never revives the room, but its settings
 		// still complete what the destroy told.
@@ -323,7 +393,8 @@ func seatModeOf(m tencent.TakeSeatMode) *livev1.SeatMode {
 }
 
 func seats(room *livev1.LiveRoom, list []tencent.Seat, t int64) bool {
-	if t <= room.Status.EventTimes.Seats {
+	// An ended room has no seats, whatever a late seat event from its life says.
+	if t <= room.Status.EventTimes.Seats || room.Status.Phase == livev1.RoomPhaseEnded {
 		return false
 	}
 	room.Status.EventTimes.Seats = t
@@ -359,26 +430,60 @@ func owner(room *livev1.LiveRoom, account string, t int64) bool {
 	return true
 }
 
-// admins applies an add or delete. These are deltas, so a late one still applies.
+// admins applies an add or delete. Each account's newest change wins, whatever order
+// the callbacks arrive in: an add older than the account's last delete (or the reverse)
+// changes nothing.
 func admins(room *livev1.LiveRoom, accounts []tencent.FlexString, op string, t int64) bool {
+	times := maps.Clone(room.Status.EventTimes.AdminAccounts)
+	if times == nil {
+		times = map[string]int64{}
+	}
 	set := slices.Clone(room.Status.Admins)
-	for _, a := range accounts {
-		i := slices.Index(set, string(a))
+	changed := false
+	for _, fa := range accounts {
+		a := string(fa)
+		if a == "" || times[a] >= t {
+			continue
+		}
+		times[a], changed = t, true
+		i := slices.Index(set, a)
 		switch {
 		case op == "delete" && i >= 0:
 			set = slices.Delete(set, i, i+1)
-		case op != "delete" && i < 0 && a != "":
-			set = append(set, string(a))
+		case op != "delete" && i < 0:
+			set = append(set, a)
 		}
+	}
+	if !changed {
+		return false
 	}
 	slices.Sort(set)
 	if len(set) == 0 {
 		set = nil
 	}
-	changed := !slices.Equal(set, room.Status.Admins) || t > room.Status.EventTimes.Admins
-	room.Status.EventTimes.Admins = max(room.Status.EventTimes.Admins, t)
 	room.Status.Admins = set
-	return changed
+	room.Status.EventTimes.Admins = max(room.Status.EventTimes.Admins, t)
+	room.Status.EventTimes.AdminAccounts = withoutOldTombstones(times, set)
+	return true
+}
+
+// withoutOldTombstones keeps the times of current admins and of the most recently
+// removed ones, at most MaxAdminTombstones of those.
+func withoutOldTombstones(times map[string]int64, admins []string) map[string]int64 {
+	var removed []string
+	for a := range times {
+		if !slices.Contains(admins, a) {
+			removed = append(removed, a)
+		}
+	}
+	if len(removed) <= livev1.MaxAdminTombstones {
+		return times
+	}
+	slices.SortFunc(removed, func(x, y string) int { return cmp.Compare(times[x], times[y]) })
+	for _, a := range removed[:len(removed)-livev1.MaxAdminTombstones] {
+		delete(times, a)
+	}
+	return times
 }
 
 // Labels are the selection labels a room's spec implies: room type, owner and one label

@@ -1,6 +1,7 @@
 package roomstate
 
 import (
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -121,18 +122,19 @@ func TestSeatsOwnerAdminsMembers(t *testing.T) {
 	}
 	add := `{"CallbackCommand":"Live.CallbackAfterModifyAdmin","RoomId":"r","EventTime":1703589932000,"Admin_Account":["b","a"],"opType":"add"}`
 	del := `{"CallbackCommand":"Live.CallbackAfterModifyAdmin","RoomId":"r","EventTime":1703589933000,"Admin_Account":["b"],"opType":"delete"}`
+	// Delivered out of order: b's delete is newer than its add, so b is not an admin.
 	ForCallback(decode(t, del, tencent.CommandModifyAdmin), now)(room)
 	ForCallback(decode(t, add, tencent.CommandModifyAdmin), now)(room)
-	if len(room.Status.Admins) != 2 {
+	if !slices.Equal(room.Status.Admins, []string{"a"}) {
 		t.Errorf("admins %v", room.Status.Admins)
 	}
-	Members(5, 1703589934000)(room)
-	Members(-2, 1703589935000)(room)
+	Members(5, 1703589934000, livev1.CountWrite{})(room)
+	Members(-2, 1703589935000, livev1.CountWrite{})(room)
 	if room.Status.Audience.Online != 3 || room.Status.Audience.Peak != 5 {
 		t.Errorf("audience %+v", room.Status.Audience)
 	}
 	ForCallback(decode(t, destroyCB, tencent.CommandDestroyRoom), now)(room)
-	if got := Members(1, 1703589999000)(room); got != Unchanged || room.Status.Audience.Online != 0 {
+	if got := Members(1, 1703589999000, livev1.CountWrite{})(room); got != Unchanged || room.Status.Audience.Online != 0 {
 		t.Errorf("member event after end: %s %+v", got, room.Status.Audience)
 	}
 }
@@ -153,10 +155,49 @@ func TestDeclaredRoomSpecUntouched(t *testing.T) {
 
 func TestEventsOfUnknownRoomCreateLiveRoom(t *testing.T) {
 	room := newRoom()
-	if got := Members(2, now.UnixMilli())(room); got != Created || room.Status.Phase != livev1.RoomPhaseLive {
+	if got := Members(2, now.UnixMilli(), livev1.CountWrite{})(room); got != Created || room.Status.Phase != livev1.RoomPhaseLive {
 		t.Errorf("member event for unknown room: %s %+v", got, room.Status)
 	}
 	if got := EndNotFound(now)(room); got != Ended || room.Status.EndReason != livev1.EndReasonNotFoundInTencent {
 		t.Errorf("end not found: %s", got)
+	}
+}
+
+// Times far in the future would freeze a room: every real event after them looks older.
+// They are taken as now.
+func TestFutureTimesDoNotFreezeRoom(t *testing.T) {
+	future := now.Add(10 * 365 * 24 * time.Hour)
+	room := newRoom()
+	create := `{"CallbackCommand":"Live.CallbackAfterCreateRoom","RoomInfo":{"RoomId":"r","RoomName":"first","CreateTime":` + itoa(future.Unix()) + `}}`
+	if got := ForCallback(decode(t, create, tencent.CommandCreateRoom), now)(room); got != Created {
+		t.Fatalf("create: %s", got)
+	}
+	if !room.Status.CreateTime.Time.Equal(now) {
+		t.Fatalf("createTime %v, want now %v", room.Status.CreateTime, now)
+	}
+	later := now.Add(time.Second)
+	if got := ForCallback(decode(t, update("second", later.UnixMilli()), tencent.CommandUpdateRoomInfo), later)(room); got != Updated || room.Spec.RoomName != "second" {
+		t.Fatalf("update after a future create: %s, name %q", got, room.Spec.RoomName)
+	}
+	destroy := `{"CallbackCommand":"Live.CallbackAfterDestroyRoom","RoomId":"r","EventTime":` + itoa(future.UnixMilli()) + `}`
+	end := now.Add(2 * time.Second)
+	if got := ForCallback(decode(t, destroy, tencent.CommandDestroyRoom), end)(room); got != Ended {
+		t.Fatalf("destroy: %s", got)
+	}
+	if !room.Status.EndTime.Time.Equal(end) {
+		t.Fatalf("endTime %v, want %v (the ended-room TTL counts from it)", room.Status.EndTime, end)
+	}
+	// A small skew ahead is kept as sent: it is Tencent's order of events.
+	skewed := newRoom()
+	ahead := now.Add(MaxFuture / 2)
+	ForCallback(decode(t, update("x", ahead.UnixMilli()), tencent.CommandUpdateRoomInfo), now)(skewed)
+	if got := skewed.Status.LastEventTime.UnixMilli(); got != ahead.UnixMilli() {
+		t.Fatalf("event within the allowance moved: %d, want %d", got, ahead.UnixMilli())
+	}
+	// Resync: a listed room's CreateTime is clamped the same way.
+	listed := newRoom()
+	FromRoomInfo(&tencent.RoomInfo{RoomID: "r", CreateTime: tencent.FlexInt(future.Unix())}, now)(listed)
+	if !listed.Status.CreateTime.Time.Equal(now) {
+		t.Fatalf("resync createTime %v, want now", listed.Status.CreateTime)
 	}
 }

@@ -67,7 +67,11 @@ type Result struct {
 // other processes are detected by the resourceVersion precondition and the mutation is
 // applied again to what they stored.
 func (s *Store) Mutate(ctx context.Context, roomID, origin string, m roomstate.Mutation) (Result, error) {
-	defer s.locks.lock(roomID)()
+	unlock, err := s.locks.lock(ctx, roomID)
+	if err != nil {
+		return Result{}, fmt.Errorf("waiting for the room's earlier writes: %w", err)
+	}
+	defer unlock()
 
 	cur, err := s.find(ctx, s.Client, roomID)
 	if err != nil {
@@ -86,6 +90,11 @@ func (s *Store) Mutate(ctx context.Context, roomID, origin string, m roomstate.M
 		outcome := m(room)
 		if outcome == roomstate.Unchanged {
 			return Result{Outcome: outcome, Room: room}, nil
+		}
+		// Checked before anything is written, so that the API server cannot refuse the
+		// status after it stored the object.
+		if err := validate(room); err != nil {
+			return Result{}, err
 		}
 		stored, err := s.write(ctx, cur, room)
 		if err == nil {
@@ -153,7 +162,7 @@ func (s *Store) newRoom(ctx context.Context, roomID, origin string, taken map[st
 			Spec: livev1.LiveRoomSpec{RoomID: roomID, SDKAppID: s.SDKAppID},
 		}, nil
 	}
-	return nil, fmt.Errorf("every name for RoomId %q is held by another RoomId", roomID)
+	return nil, fmt.Errorf("%w: every name for RoomId %q is held by another RoomId's LiveRoom", ErrUnstorable, roomID)
 }
 
 // nameClashError says an object of another RoomId holds the name a new room was given.
@@ -179,7 +188,7 @@ func (s *Store) write(ctx context.Context, cur, room *livev1.LiveRoom) (*livev1.
 			if cur == nil && apierrors.IsInvalid(err) && strings.Contains(err.Error(), "roomId is immutable") {
 				return nil, &nameClashError{name: room.Name}
 			}
-			return nil, err
+			return nil, unstorable(err)
 		}
 		if cur == nil && (!s.onlyOwner(out) || out.Status.Phase != "" || out.Status.LastEventTime != nil) {
 			// Another writer created the room first (a person, or another replica or the
@@ -192,7 +201,7 @@ func (s *Store) write(ctx context.Context, cur, room *livev1.LiveRoom) (*livev1.
 		status.SetResourceVersion(stored.ResourceVersion)
 		out, err := s.apply(ctx, status, true)
 		if err != nil {
-			return nil, err
+			return nil, unstorable(err)
 		}
 		stored = out
 	}
@@ -232,28 +241,19 @@ func (s *Store) apply(ctx context.Context, u *unstructured.Unstructured, status 
 		if len(fields) == 0 {
 			return nil, err
 		}
-		logf.FromContext(ctx).V(1).Info("Left fields owned by another manager", "fields", fields, "liveRoom", client.ObjectKeyFromObject(u))
-		for _, f := range fields {
-			unstructured.RemoveNestedField(u.Object, strings.Split(strings.TrimPrefix(f, "."), ".")...)
+		others, rerr := s.othersFields(ctx, client.ObjectKeyFromObject(u))
+		if rerr != nil {
+			return nil, fmt.Errorf("resolving a conflict with another field manager: %w", rerr)
 		}
+		for _, f := range fields {
+			if p, ok := others[f]; !ok || !withoutField(u.Object, p) {
+				// Ownership moved since the conflict; the next attempt sees the new owners.
+				logf.FromContext(ctx).V(1).Info("Conflicting field not found in the managed fields", "field", f, "liveRoom", client.ObjectKeyFromObject(u))
+			}
+		}
+		logf.FromContext(ctx).V(1).Info("Left fields owned by another manager", "fields", fields, "liveRoom", client.ObjectKeyFromObject(u))
 	}
 	return nil, fmt.Errorf("LiveRoom %s: fields owned by other managers kept conflicting", u.GetName())
-}
-
-// conflictingFields lists the field paths of a server-side apply conflict with another
-// manager; a resourceVersion conflict has none.
-func conflictingFields(err error) []string {
-	var status apierrors.APIStatus
-	if !errors.As(err, &status) || status.Status().Reason != metav1.StatusReasonConflict || status.Status().Details == nil {
-		return nil
-	}
-	var fields []string
-	for _, c := range status.Status().Details.Causes {
-		if c.Type == metav1.CauseTypeFieldManagerConflict && c.Field != "" && !strings.Contains(c.Field, "[") {
-			fields = append(fields, c.Field)
-		}
-	}
-	return fields
 }
 
 func identity(room *livev1.LiveRoom) *unstructured.Unstructured {
@@ -278,16 +278,14 @@ func mainApply(room *livev1.LiveRoom) *unstructured.Unstructured {
 	return u
 }
 
-// statusApply is what the store owns of a room's status: all but what the controllers
-// write (recordings, conditions, observedGeneration).
+// statusApply is what the store owns of a room's status (livev1.StatusOwnerRoomEvents).
 func statusApply(room *livev1.LiveRoom) *unstructured.Unstructured {
 	if room == nil {
 		return nil
 	}
 	u := identity(room)
-	st := room.Status.DeepCopy()
-	st.Recordings, st.Conditions, st.ObservedGeneration = nil, nil, 0
-	u.Object["status"] = mustUnstructured(st)
+	st := room.Status.OwnedBy(livev1.StatusOwnerRoomEvents)
+	u.Object["status"] = mustUnstructured(&st)
 	return u
 }
 
@@ -319,4 +317,35 @@ func originOrDeclared(room *livev1.LiveRoom) string {
 		return o
 	}
 	return "declared room"
+}
+
+// ErrUnstorable marks a change that the API server refuses for good (the LiveRoom
+// schema forbids it, or every name for the room is taken): retrying the callback that
+// asked for it cannot help, so it is answered as bad input, not as "retry".
+var ErrUnstorable = errors.New("the change cannot be stored")
+
+// unstorable marks the API server's refusals of the object itself as ErrUnstorable.
+func unstorable(err error) error {
+	if apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) || apierrors.IsRequestEntityTooLargeError(err) {
+		return fmt.Errorf("%w: %w", ErrUnstorable, err)
+	}
+	return err
+}
+
+// Limits of the LiveRoom schema that a sequence of valid callbacks can exceed (each
+// callback alone is checked when it is decoded).
+const (
+	MaxAdmins = 256
+	MaxSeats  = 256
+)
+
+// validate checks a mutated room against the schema limits that events accumulate into.
+func validate(room *livev1.LiveRoom) error {
+	if n := len(room.Status.Admins); n > MaxAdmins {
+		return fmt.Errorf("%w: room %q would have %d admins, more than %d", ErrUnstorable, room.Spec.RoomID, n, MaxAdmins)
+	}
+	if n := len(room.Status.Seats); n > MaxSeats {
+		return fmt.Errorf("%w: room %q would have %d seats, more than %d", ErrUnstorable, room.Spec.RoomID, n, MaxSeats)
+	}
+	return nil
 }
