@@ -2,7 +2,6 @@ package controllers
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
@@ -18,7 +17,11 @@ import (
 type TencentRooms interface {
 	CreateRoom(ctx context.Context, info tencent.RoomInfo) error
 	UpdateRoomInfo(ctx context.Context, info tencent.RoomInfo) error
+	GetRoomInfo(ctx context.Context, roomID string) (*tencent.RoomInfo, error)
 	DestroyRoom(ctx context.Context, roomID string) (*tencent.Statistic, error)
+	// AdminUser is the account the API is called as: a room created without an owner
+	// is the admin's.
+	AdminUser() string
 }
 
 // Synced condition reasons.
@@ -121,28 +124,56 @@ func taken(room *livev1.LiveRoom, state livev1.TencentRoomStatus) syncResult {
 }
 
 // finalizeDeclared destroys a deleted declared room in Tencent (destroy_room; 100004,
-// "no such room", is success) unless its deletionPolicy is Orphan, then lets it go.
-// Only a room the operator created is destroyed: never one another owner holds.
+// "no such room", is success) unless its deletionPolicy is Orphan, then lets it go. Only
+// the operator's own room is destroyed, never one another owner holds: a room it created
+// (status.tencent Created), or, when no create was ever confirmed (its answer may have been
+// lost), a room Tencent reports with the spec's owner.
 func (r *LiveRoomReconciler) finalizeDeclared(ctx context.Context, room *livev1.LiveRoom) error {
 	if !controllerutil.ContainsFinalizer(room, livev1.RoomFinalizer) {
 		return nil
 	}
-	switch {
+	switch state := room.Status.Tencent.State; {
 	case room.Spec.DeletionPolicy == livev1.DeletionPolicyOrphan:
 		r.Recorder.Eventf(room, nil, corev1.EventTypeNormal, "Orphaned", "Delete", "Left room %s running in Tencent (deletionPolicy Orphan)", room.Spec.RoomID)
-	case room.Status.Tencent.State != livev1.TencentRoomCreated:
+	case state == livev1.TencentRoomTaken:
 	case r.Tencent == nil:
 		r.Recorder.Eventf(room, nil, corev1.EventTypeWarning, "NotDestroyed", "Delete", "Room %s was not destroyed in Tencent: the operator has no Tencent secret key", room.Spec.RoomID)
 	default:
-		if _, err := r.Tencent.DestroyRoom(ctx, room.Spec.RoomID); err != nil && !tencent.IsCode(err, tencent.CodeRoomNotFound) {
+		if err := r.destroyOwn(ctx, room, state == livev1.TencentRoomCreated); err != nil {
 			r.Recorder.Eventf(room, nil, corev1.EventTypeWarning, "DestroyFailed", "Delete", "Destroying room %s in Tencent failed: %v", room.Spec.RoomID, err)
-			return errors.Join(errors.New("destroying the room in Tencent"), err)
+			return err
 		}
-		r.Recorder.Eventf(room, nil, corev1.EventTypeNormal, "Destroyed", "Delete", "Destroyed room %s in Tencent", room.Spec.RoomID)
 	}
 	patch := client.MergeFrom(room.DeepCopy())
 	controllerutil.RemoveFinalizer(room, livev1.RoomFinalizer)
 	return client.IgnoreNotFound(r.Patch(ctx, room, patch))
+}
+
+// destroyOwn destroys the room in Tencent when it is the operator's: created says the
+// operator created it; otherwise Tencent is asked whose it is.
+func (r *LiveRoomReconciler) destroyOwn(ctx context.Context, room *livev1.LiveRoom, created bool) error {
+	if !created {
+		info, err := r.Tencent.GetRoomInfo(ctx, room.Spec.RoomID)
+		switch {
+		case tencent.IsCode(err, tencent.CodeRoomNotFound):
+			return nil // never created, or gone already
+		case err != nil:
+			return fmt.Errorf("finding out whose the room is: %w", err)
+		}
+		owner := room.Spec.Owner
+		if owner == "" {
+			owner = r.Tencent.AdminUser()
+		}
+		if string(info.OwnerAccount) != owner {
+			r.Recorder.Eventf(room, nil, corev1.EventTypeNormal, "NotDestroyed", "Delete", "Left room %s in Tencent: another owner holds it", room.Spec.RoomID)
+			return nil
+		}
+	}
+	if _, err := r.Tencent.DestroyRoom(ctx, room.Spec.RoomID); err != nil && !tencent.IsCode(err, tencent.CodeRoomNotFound) {
+		return err
+	}
+	r.Recorder.Eventf(room, nil, corev1.EventTypeNormal, "Destroyed", "Delete", "Destroyed room %s in Tencent", room.Spec.RoomID)
+	return nil
 }
 
 // roomInfo is the room a declared spec asks Tencent for.

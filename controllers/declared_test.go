@@ -254,3 +254,33 @@ func closedAddress(t *testing.T) string {
 	defer l.Close()
 	return l.Addr().String()
 }
+
+// A create whose answer never came may still have made the room: deleting the object
+// destroys it if Tencent reports it with the spec's owner, and never another owner's.
+func TestDeclaredRoomNeverConfirmedDestroyedOnlyWhenOurs(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	ctx := context.Background()
+	// Every create fails from the controller's side, for longer than the test.
+	fakeTencent.FailNext(tencent.RESTCreateRoom, tencent.CodeInternal, 1000)
+	t.Cleanup(func() { fakeTencent.FailNext(tencent.RESTCreateRoom, 0, 0) })
+
+	ours := declaredRoom(ns, "lost-answer", "lost-answer-1", "")
+	theirs := declaredRoom(ns, "unconfirmed-theirs", "unconfirmed-theirs-1", "")
+	for _, room := range []*livev1.LiveRoom{ours, theirs} {
+		g.Expect(k8s.Create(ctx, room)).To(Succeed())
+		g.Eventually(syncedReason(t, room), wait).Should(Equal("False/CreateFailed"))
+	}
+	// Tencent had made the first room after all; the second RoomId is someone else's.
+	fakeTencent.AddRoom(tencent.RoomInfo{RoomID: "lost-answer-1", RoomType: "Live", OwnerAccount: "gitops"})
+	fakeTencent.AddRoom(tencent.RoomInfo{RoomID: "unconfirmed-theirs-1", RoomType: "Live", OwnerAccount: "someone-else"})
+
+	for _, room := range []*livev1.LiveRoom{ours, theirs} {
+		g.Expect(k8s.Delete(ctx, getRoom(t, room))).To(Succeed())
+		g.Eventually(gone(room), wait).Should(BeTrue())
+	}
+	_, ok := fakeTencent.Room("lost-answer-1")
+	g.Expect(ok).To(BeFalse(), "the operator's own room is destroyed")
+	_, ok = fakeTencent.Room("unconfirmed-theirs-1")
+	g.Expect(ok).To(BeTrue(), "another owner's room is left alone")
+}

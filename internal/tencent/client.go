@@ -222,6 +222,9 @@ func NewClient(cfg Config) (*Client, error) {
 	}, nil
 }
 
+// AdminUser is the account the client calls the API as.
+func (c *Client) AdminUser() string { return c.cfg.AdminUser }
+
 // CreateRoom creates a room; RoomType defaults to Live. A retry after a lost response
 // may end in CodeRoomExistsSameOwner, which callers should treat as success.
 func (c *Client) CreateRoom(ctx context.Context, info RoomInfo) error {

@@ -130,12 +130,15 @@ func (s *Server) Rooms() []tencent.RoomInfo {
 }
 
 // FailNext answers code to the next times calls of command that pass authentication.
-// Calls queue up: faults injected earlier are served first.
+// Calls queue up: faults injected earlier are served first. times 0 drops the faults
+// still queued for command.
 func (s *Server) FailNext(command string, code, times int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if times > 0 {
 		s.faults[command] = append(s.faults[command], fault{code, times})
+	} else {
+		delete(s.faults, command)
 	}
 }
 
