@@ -282,3 +282,22 @@ func TestDecodeRefusesAmbiguousJSON(t *testing.T) {
 		})
 	}
 }
+
+// Decoding runs for every callback, member churn included.
+func BenchmarkDecode(b *testing.B) {
+	bodies := map[string]struct{ cmd, body string }{
+		"create": {CommandCreateRoom, `{"CallbackCommand":"Live.CallbackAfterCreateRoom","Operator_Account":"admin","RoomInfo":{"RoomId":"tandy-test-rest","RoomName":"tandy-test-rest","RoomType":"Live","Owner_Account":"user3","MaxMemberCount":300,"IsMessageDisabled":true,"CustomInfo":"custom123","IsSeatEnabled":true,"TakeSeatMode":"ApplyToTake","MaxSeatCount":16,"CreateTime":1703589922,"IsPublicVisible":true,"CoverURL":"cover url","Category":[1,2]}}`},
+		"member": {CommandMemberStateChanged, `{"CallbackCommand":"Live.CallbackAfterMemberStateChanged","RoomId":"tandy-test-rest","EventType":"Online","EventCause":"Enter","MemberList":[{"Member_Account":"u1"},{"Member_Account":"u2"}],"EventTime":1703589930000}`},
+	}
+	for name, c := range bodies {
+		b.Run(name, func(b *testing.B) {
+			body := []byte(c.body)
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := Decode(body, c.cmd); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
