@@ -92,9 +92,10 @@ type SeatSpec struct {
 	// +optional
 	Mode SeatMode `json:"mode,omitempty"`
 
-	// max is the number of seats. Tencent bounds it by the app's package.
+	// max is the number of seats. Tencent bounds it by the app's package (16 in the
+	// packages documented); a room reports at most 256 seats in its status.
 	// +kubebuilder:validation:Minimum=0
-	// +kubebuilder:validation:Maximum=1000
+	// +kubebuilder:validation:Maximum=256
 	// +optional
 	Max int32 `json:"max,omitempty"`
 }

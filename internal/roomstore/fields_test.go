@@ -79,7 +79,11 @@ func TestLimitsMatchTheCRD(t *testing.T) {
 	if err := yaml.Unmarshal(b, &crd); err != nil {
 		t.Fatal(err)
 	}
-	status := crd.Spec.Versions[0].Schema.OpenAPIV3Schema.Properties["status"]
+	schema := crd.Spec.Versions[0].Schema.OpenAPIV3Schema
+	if got := schema.Properties["spec"].Properties["seats"].Properties["max"].Maximum; got == nil || *got != MaxSeats {
+		t.Errorf("spec.seats.max maximum in the CRD = %v, the status holds %d seats", got, MaxSeats)
+	}
+	status := schema.Properties["status"]
 	for name, limit := range map[string]int64{"admins": MaxAdmins, "seats": MaxSeats} {
 		if got := status.Properties[name].MaxItems; got == nil || *got != limit {
 			t.Errorf("status.%s maxItems in the CRD = %v, the store checks %d", name, got, limit)

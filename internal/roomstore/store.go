@@ -23,6 +23,7 @@ import (
 	livev1 "github.com/liveroom-io/liveroom-operator/api/v1alpha1"
 	"github.com/liveroom-io/liveroom-operator/internal/naming"
 	"github.com/liveroom-io/liveroom-operator/internal/roomstate"
+	"github.com/liveroom-io/liveroom-operator/internal/tencent"
 )
 
 // RoomIDField indexes LiveRooms by spec.roomId in the cache; the CRD also declares it a
@@ -335,8 +336,8 @@ func unstorable(err error) error {
 // Limits of the LiveRoom schema that a sequence of valid callbacks can exceed (each
 // callback alone is checked when it is decoded).
 const (
-	MaxAdmins = 256
-	MaxSeats  = 256
+	MaxAdmins = tencent.MaxAdmins
+	MaxSeats  = tencent.MaxSeats
 )
 
 // validate checks a mutated room against the schema limits that events accumulate into.

@@ -253,8 +253,8 @@ func (ri *RoomInfo) Validate() error {
 			return fmt.Errorf("member or seat count %d is out of range", *n)
 		}
 	}
-	if ri.MaxSeatCount != nil && *ri.MaxSeatCount > 1000 {
-		return fmt.Errorf("MaxSeatCount %d is more than 1000", *ri.MaxSeatCount)
+	if ri.MaxSeatCount != nil && *ri.MaxSeatCount > MaxSeats {
+		return fmt.Errorf("MaxSeatCount %d is more than %d", *ri.MaxSeatCount, MaxSeats)
 	}
 	return nil
 }

@@ -206,6 +206,7 @@ var limitCases = []struct {
 	name, body, query, reason string
 }{
 	{"257 seats", seatBody(seatsNumbered(MaxSeats + 1)...), CommandSeatInfoChanged, ReasonInvalidRoom},
+	{"MaxSeatCount beyond the seats a room can report", `{"CallbackCommand":"Live.CallbackAfterCreateRoom","RoomInfo":{"RoomId":"r","MaxSeatCount":257}}`, CommandCreateRoom, ReasonInvalidRoom},
 	{"negative seat index", seatBody(`{"Index":-1}`), CommandSeatInfoChanged, ReasonInvalidRoom},
 	{"seat index past int32", seatBody(`{"Index":2147483648}`), CommandSeatInfoChanged, ReasonInvalidRoom},
 	{"seat index truncating onto another", seatBody(`{"Index":1,"Member_Account":"a"}`, `{"Index":4294967297,"Member_Account":"b"}`), CommandSeatInfoChanged, ReasonInvalidRoom},
