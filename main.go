@@ -27,6 +27,7 @@ import (
 
 	livev1 "github.com/liveroom-io/liveroom-operator/api/v1alpha1"
 	"github.com/liveroom-io/liveroom-operator/controllers"
+	"github.com/liveroom-io/liveroom-operator/internal/caches"
 	"github.com/liveroom-io/liveroom-operator/internal/forward"
 	"github.com/liveroom-io/liveroom-operator/internal/resync"
 	"github.com/liveroom-io/liveroom-operator/internal/roomstore"
@@ -158,7 +159,7 @@ func run(ctx context.Context, args []string) error {
 		LeaderElectionNamespace: o.leaderElectionNS,
 		// The leader steps down at once on shutdown, so a rolling update hands over fast.
 		LeaderElectionReleaseOnCancel: true,
-		Cache:                         controllers.CacheOptions(),
+		Cache:                         caches.All(),
 	})
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)

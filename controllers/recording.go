@@ -6,10 +6,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/apimachinery/pkg/util/validation/field"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	livev1 "github.com/liveroom-io/liveroom-operator/api/v1alpha1"
@@ -141,39 +138,6 @@ func recordingPhase(job *batchv1.Job) livev1.RecordingPhase {
 		return livev1.RecordingRunning
 	}
 	return livev1.RecordingPending
-}
-
-// CacheOptions is how a manager caches what the reconcilers read: managed fields (half of
-// a LiveRoom's size) stripped, and of Jobs only the recording Jobs, without their pod
-// templates.
-func CacheOptions() cache.Options {
-	return cache.Options{
-		DefaultTransform: cache.TransformStripManagedFields(),
-		ByObject: map[client.Object]cache.ByObject{
-			&batchv1.Job{}: {Label: recordingJobs, Transform: stripJob},
-		},
-	}
-}
-
-// recordingJobs selects the Jobs the operator creates.
-var recordingJobs = func() labels.Selector {
-	req, err := labels.NewRequirement(livev1.RoomLabel, selection.Exists, nil)
-	if err != nil {
-		panic(err)
-	}
-	return labels.NewSelector().Add(*req)
-}()
-
-// stripJob is the cache transform of recording Jobs: the controllers read their labels,
-// annotations, owner, suspend flag and status, never the pod template or managed fields,
-// which are most of a Job's size. (Suspending is a merge patch of spec.suspend alone.)
-func stripJob(o any) (any, error) {
-	if job, ok := o.(*batchv1.Job); ok {
-		job.ManagedFields = nil
-		job.Spec.Template = corev1.PodTemplateSpec{}
-		job.Spec.Selector = nil
-	}
-	return o, nil
 }
 
 // jobPolicy is the name of the policy a recording Job belongs to.

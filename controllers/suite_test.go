@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	livev1 "github.com/liveroom-io/liveroom-operator/api/v1alpha1"
+	"github.com/liveroom-io/liveroom-operator/internal/caches"
 	"github.com/liveroom-io/liveroom-operator/internal/tencent"
 	"github.com/liveroom-io/liveroom-operator/internal/tencent/faketencent"
 	"github.com/liveroom-io/liveroom-operator/internal/testenv"
@@ -42,7 +43,7 @@ func runSuite(m *testing.M) int {
 	k8s = suite.Client
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	mgr, err := suite.NewManager()
+	mgr, err := suite.NewManager(caches.Controller())
 	if err != nil {
 		panic(err)
 	}

@@ -79,10 +79,10 @@ func New(opts Options, c client.Client, apiReader client.Reader, recorder events
 // NewStore is the room store callbacks write through. The resync shares it: it writes
 // the same Tencent-reported facts, under the same field manager and per-room locks.
 func NewStore(opts Options, c client.Client, apiReader client.Reader, recorder events.EventRecorder) *roomstore.Store {
-	return &roomstore.Store{
+	return roomstore.New(roomstore.Config{
 		Client: c, APIReader: apiReader, Namespace: opts.Namespace, SDKAppID: opts.SDKAppID,
 		FieldOwner: FieldOwner, Recorder: recorder,
-	}
+	})
 }
 
 // NewWithStore builds a server that writes LiveRooms through store.

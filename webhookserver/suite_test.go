@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	livev1 "github.com/liveroom-io/liveroom-operator/api/v1alpha1"
+	"github.com/liveroom-io/liveroom-operator/internal/caches"
 	"github.com/liveroom-io/liveroom-operator/internal/roomstore"
 	"github.com/liveroom-io/liveroom-operator/internal/testenv"
 )
@@ -71,7 +72,7 @@ func runSuite(m *testing.M) int {
 		panic(err)
 	}
 
-	mgr, err := suite.NewManager()
+	mgr, err := suite.NewManager(caches.CallbackServer())
 	if err != nil {
 		panic(err)
 	}

@@ -28,10 +28,11 @@ func ExampleResyncer() {
 		return
 	}
 	err := mgr.Add(&resync.Resyncer{
-		Store: &roomstore.Store{
-			Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Namespace: namespace, SDKAppID: sdkAppID,
+		Store: roomstore.New(roomstore.Config{
+			Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), CacheTrimsRooms: true,
+			Namespace: namespace, SDKAppID: sdkAppID,
 			FieldOwner: webhookserver.FieldOwner, Recorder: mgr.GetEventRecorder("liveroom-resync"),
-		},
+		}),
 		Reader:    mgr.GetCache(),
 		Tencent:   tc,
 		Namespace: namespace,

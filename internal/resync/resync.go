@@ -225,9 +225,9 @@ func endable(room *livev1.LiveRoom, listed map[string]bool, cutoff time.Time) bo
 // lets an existing one take what it lacks from the listing.
 func (r *Resyncer) syncListed(ctx context.Context, listed tencent.RoomInfo, now func() time.Time) (roomstate.Outcome, error) {
 	id := string(listed.RoomID)
-	existing, err := r.find(ctx, id)
+	existing, err := r.Store.Find(ctx, id)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("room %q: %w", id, err)
 	}
 	info := &listed
 	if existing == nil {
@@ -278,18 +278,6 @@ func (r *Resyncer) endUnlisted(ctx context.Context, room *livev1.LiveRoom, now f
 	}
 	r.Log.Info("Ended a room Tencent no longer has", "roomId", id, "liveRoom", client.ObjectKeyFromObject(room))
 	return roomstate.Ended, nil
-}
-
-// find returns the LiveRoom with the RoomId from the cache, or nil.
-func (r *Resyncer) find(ctx context.Context, id string) (*livev1.LiveRoom, error) {
-	var list livev1.LiveRoomList
-	if err := r.Reader.List(ctx, &list, client.InNamespace(r.Namespace), client.MatchingFields{roomstore.RoomIDField: id}); err != nil {
-		return nil, fmt.Errorf("room %q: listing LiveRooms: %w", id, err)
-	}
-	if len(list.Items) == 0 {
-		return nil, nil
-	}
-	return &list.Items[0], nil
 }
 
 func (r *Resyncer) workers() int {

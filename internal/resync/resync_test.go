@@ -353,3 +353,40 @@ func TestStartRunsAtOnceThenPeriodically(t *testing.T) {
 		g.Eventually(done).WithTimeout(5 * time.Second).Should(Receive(BeNil()))
 	})
 }
+
+// The resync runs in the controller, whose cache drops the room facts only callbacks
+// report (seats, admins, audience). Its writes must keep them.
+func TestResyncKeepsFactsItsCacheDrops(t *testing.T) {
+	g := NewWithT(t)
+	f := newFixture(t, fixtureOpts{})
+	ctx := context.Background()
+	created := time.Now().Add(-time.Hour)
+	f.liveRoom("rich", livev1.OriginCallback, &created)
+	facts := func(r *livev1.LiveRoom) roomstate.Outcome {
+		r.Status.Seats = []livev1.SeatStatus{{Index: 0, Member: "host"}, {Index: 1, Member: "guest"}}
+		r.Status.OccupiedSeats = 2
+		r.Status.Admins = []string{"a1", "a2"}
+		r.Status.Audience = livev1.AudienceStatus{Online: 42, Peak: 50}
+		return roomstate.Updated
+	}
+	_, err := f.store.Mutate(ctx, "rich", livev1.OriginCallback, facts)
+	g.Expect(err).NotTo(HaveOccurred())
+	f.waitCached(1)
+	cached := f.cached(g)["rich"]
+	g.Expect(cached.Status.Seats).To(BeEmpty(), "the controller's cache drops seats")
+
+	// Tencent lists the room with settings the cluster lacks: the resync writes them.
+	listed := room("rich")
+	listed.CreateTime = tencent.FlexInt(created.Unix())
+	f.fake.AddRoom(listed)
+	res, err := f.r.RunOnce(ctx)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(res.Updated).To(Equal(1))
+
+	stored := f.get("rich")
+	g.Expect(stored.Spec.RoomName).To(Equal("Room rich"))
+	g.Expect(stored.Status.Seats).To(HaveLen(2))
+	g.Expect(stored.Status.OccupiedSeats).To(BeEquivalentTo(2))
+	g.Expect(stored.Status.Admins).To(Equal([]string{"a1", "a2"}))
+	g.Expect(stored.Status.Audience.Online).To(BeEquivalentTo(42))
+}

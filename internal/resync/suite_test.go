@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	livev1 "github.com/liveroom-io/liveroom-operator/api/v1alpha1"
+	"github.com/liveroom-io/liveroom-operator/internal/caches"
 	"github.com/liveroom-io/liveroom-operator/internal/resync/resynctest"
 	"github.com/liveroom-io/liveroom-operator/internal/roomstate"
 	"github.com/liveroom-io/liveroom-operator/internal/roomstore"
@@ -52,7 +53,7 @@ func runSuite(m *testing.M) int {
 	k8s = suite.Client
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if mgr, err = suite.NewManager(); err != nil {
+	if mgr, err = suite.NewManager(caches.Controller()); err != nil {
 		panic(err)
 	}
 	if err := roomstore.IndexRoomID(ctx, mgr.GetFieldIndexer()); err != nil {
@@ -111,10 +112,10 @@ func newFixture(t *testing.T, opts fixtureOpts) *fixture {
 		t.Fatal(err)
 	}
 	writes := resynctest.CountWrites(mgr.GetClient())
-	store := &roomstore.Store{
-		Client: writes, APIReader: mgr.GetAPIReader(), Namespace: ns, SDKAppID: testAppID,
-		FieldOwner: fieldOwner,
-	}
+	store := roomstore.New(roomstore.Config{
+		Client: writes, APIReader: mgr.GetAPIReader(), CacheTrimsRooms: true,
+		Namespace: ns, SDKAppID: testAppID, FieldOwner: fieldOwner,
+	})
 	metrics := NewMetrics(prometheus.NewRegistry())
 	return &fixture{
 		t: t, ns: ns, fake: fake, tc: tc, writes: writes, store: store, metrics: metrics,

@@ -40,21 +40,35 @@ func IndexRoomID(ctx context.Context, indexer client.FieldIndexer) error {
 	})
 }
 
-// Store writes room events to LiveRooms in one namespace.
-type Store struct {
-	// Client reads from the informer cache and writes to the API server.
+// Config configures a Store.
+type Config struct {
+	// Client reads from the informer cache (with the IndexRoomID index) and writes to the
+	// API server.
 	Client client.Client
 	// APIReader reads from the API server, after a write found the cache stale.
 	APIReader client.Reader
-	Namespace string
-	SDKAppID  int64
+	// CacheTrimsRooms says the cache holds LiveRooms trimmed of fields the store writes
+	// (the controller's cache does, to save memory): a room about to change is then read
+	// whole from the API server first. The trimming must only ever make a mutation report
+	// a change it would not make, never hide one (caches.TrimRoomForController does).
+	CacheTrimsRooms bool
+	Namespace       string
+	SDKAppID        int64
 	// FieldOwner is the server-side apply field manager of every write.
 	FieldOwner string
 	// Recorder, if set, gets an Event when a room is created, ended or revived.
 	Recorder events.EventRecorder
+}
 
+// Store writes room events to LiveRooms in one namespace. It owns finding rooms by
+// RoomId and creating them: the callback server and the resync both go through it.
+type Store struct {
+	Config
 	locks keyedMutex
 }
+
+// New builds a Store.
+func New(cfg Config) *Store { return &Store{Config: cfg} }
 
 // Result is what a mutation did and the room as stored afterwards.
 type Result struct {
@@ -77,6 +91,16 @@ func (s *Store) Mutate(ctx context.Context, roomID, origin string, m roomstate.M
 	cur, err := s.find(ctx, s.Client, roomID)
 	if err != nil {
 		return Result{}, err
+	}
+	if s.CacheTrimsRooms && cur != nil {
+		if m(cur.DeepCopy()) == roomstate.Unchanged {
+			return Result{Outcome: roomstate.Unchanged, Room: cur}, nil
+		}
+		whole := &livev1.LiveRoom{}
+		if err := s.APIReader.Get(ctx, client.ObjectKeyFromObject(cur), whole); err != nil {
+			return Result{}, fmt.Errorf("reading LiveRoom %s: %w", cur.Name, err)
+		}
+		cur = whole
 	}
 	taken := map[string]bool{}
 	for attempt := 1; ; attempt++ {
@@ -116,6 +140,12 @@ func (s *Store) Mutate(ctx context.Context, roomID, origin string, m roomstate.M
 			return Result{}, err
 		}
 	}
+}
+
+// Find returns the LiveRoom whose spec.roomId is roomID from the cache, or nil. Should
+// several objects have it (a person declared a second one), the oldest is the room.
+func (s *Store) Find(ctx context.Context, roomID string) (*livev1.LiveRoom, error) {
+	return s.find(ctx, s.Client, roomID)
 }
 
 // find returns the LiveRoom whose spec.roomId is roomID, or nil.

@@ -14,6 +14,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -88,9 +89,10 @@ func StartSuite() (*Suite, error) {
 	return &Suite{Config: cfg, Client: c, env: env}, nil
 }
 
-// NewManager returns a manager on the suite's control plane, its metrics server off.
-func (s *Suite) NewManager() (manager.Manager, error) {
-	return ctrl.NewManager(s.Config, manager.Options{Scheme: Scheme, Metrics: metricsserver.Options{BindAddress: "0"}})
+// NewManager returns a manager on the suite's control plane, its metrics server off,
+// caching as the production role whose cache options are given (see internal/caches).
+func (s *Suite) NewManager(cacheOpts cache.Options) (manager.Manager, error) {
+	return ctrl.NewManager(s.Config, manager.Options{Scheme: Scheme, Metrics: metricsserver.Options{BindAddress: "0"}, Cache: cacheOpts})
 }
 
 // Stop stops the control plane.

@@ -45,7 +45,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/liveroom-io/liveroom-operator/controllers"
 	"github.com/liveroom-io/liveroom-operator/hack/bench/internal/measure"
 
 	"github.com/go-logr/logr"
@@ -64,6 +63,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	livev1 "github.com/liveroom-io/liveroom-operator/api/v1alpha1"
+	"github.com/liveroom-io/liveroom-operator/internal/caches"
 	"github.com/liveroom-io/liveroom-operator/internal/naming"
 	"github.com/liveroom-io/liveroom-operator/internal/roomstate"
 	"github.com/liveroom-io/liveroom-operator/internal/roomstore"
@@ -204,7 +204,7 @@ func run(ctx context.Context, f *flags) error {
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
-		Cache:                  controllers.CacheOptions(),
+		Cache:                  caches.CallbackServer(),
 	})
 	if err != nil {
 		return err

@@ -129,9 +129,10 @@ func bench(rooms, workers int) error {
 		}
 		writes := resynctest.CountWrites(mgr.GetClient())
 		r := &resync.Resyncer{
-			Store: &roomstore.Store{
-				Client: writes, APIReader: mgr.GetAPIReader(), Namespace: p.ns, SDKAppID: sdkAppID, FieldOwner: fieldOwner,
-			},
+			Store: roomstore.New(roomstore.Config{
+				Client: writes, APIReader: mgr.GetAPIReader(), CacheTrimsRooms: true,
+				Namespace: p.ns, SDKAppID: sdkAppID, FieldOwner: fieldOwner,
+			}),
 			Reader: mgr.GetCache(), Tencent: resynctest.ListFieldsOnly(tc), Namespace: p.ns,
 			Log: logr.Discard(), Workers: workers,
 		}
