@@ -380,6 +380,15 @@ func (in *install) room(roomID string) (*livev1.LiveRoom, error) {
 func (in *install) callbacksBecomeRooms(t *testing.T) {
 	g := NewWithT(t)
 	url := in.callbackURL(t)
+	// Ready Pods are routable once kube-proxy has synced the Service's endpoints: any HTTP
+	// answer (405 to a GET) says so.
+	g.Eventually(func() error {
+		resp, err := httpClient.Get(url)
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err
+	}, 30*time.Second, 100*time.Millisecond).Should(Succeed(), "Service %s routes to the Pods", callback)
 	for i := range 3 {
 		id := fmt.Sprintf("svc-room-%d", i)
 		g.Expect(send(url, "Live.CallbackAfterCreateRoom", createBody(id, "Voice", "owner-"+id))).To(Succeed())
