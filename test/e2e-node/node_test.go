@@ -510,7 +510,8 @@ func followLogs(t *testing.T, namespace, pod string) *logStream {
 }
 
 // load sends a callback every 100 ms until stopped and counts failures: create callbacks
-// of rooms no policy records, and every tenth a Live room that gets a Job.
+// of rooms no policy records, and every 25th a Live room that gets a Job (few enough that
+// their Pods do not load the node).
 type load struct {
 	url       string
 	sent, bad atomic.Int64
@@ -536,7 +537,7 @@ func startLoad(url, prefix string) *load {
 			case <-tick.C:
 			}
 			id, roomType := fmt.Sprintf("%s-%d", prefix, i), "Voice"
-			if i%10 == 0 {
+			if i%25 == 0 {
 				roomType = "Live"
 				l.mu.Lock()
 				l.live = append(l.live, id)
