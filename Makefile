@@ -110,9 +110,12 @@ bench: bench-callbacks bench-reconcile bench-resync bench-forward ## All benchma
 build: manifests generate fmt vet ## Build bin/manager.
 	CGO_ENABLED=0 go build -trimpath -o bin/manager .
 
+# make demo NODE=real: the operator's image as Pods on a real kubelet + containerd node (root).
+NODE ?= kwok
+
 .PHONY: demo
-demo: build cluster-bins ## Local cluster + operator + a room's life from create to destroy callback; exits when done.
-	go run ./hack/demo -root=$(CURDIR) $(DEMO_FLAGS)
+demo: build cluster-bins $(if $(filter real,$(NODE)),node-bins image test-images) ## Local cluster + operator + a room's life from create to destroy callback; exits when done (NODE=real: real Pods).
+	go run ./hack/demo -root=$(CURDIR) -node=$(NODE) $(DEMO_FLAGS)
 
 .PHONY: run
 run: build cluster-bins ## Run the operator on a local cluster until Ctrl-C (no scripted callbacks).
