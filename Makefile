@@ -76,8 +76,7 @@ test-e2e: build cluster-bins ## Run the end-to-end tests: bin/manager on a local
 .PHONY: test-e2e-node
 test-e2e-node: manifests node-bins image test-images ## Run the real-node end-to-end test (as root): the image of IMG on kubelet + containerd, installed with config/default.
 	go test -count=1 -timeout 20m ./test/e2e-node/ -v -args -root=$(CURDIR) \
-		-manager-image=$(IMAGE_DIR)/manager.tar -manager-tag=$(IMG) \
-		-recorder-image=$(IMAGE_DIR)/recorder.tar -pause-image=$(IMAGE_DIR)/pause.tar
+		-manager-image=$(IMAGE_DIR)/manager.tar -recorder-image=$(IMAGE_DIR)/recorder.tar -pause-image=$(IMAGE_DIR)/pause.tar
 
 .PHONY: fuzz
 fuzz: ## Fuzz the callback decoder for FUZZTIME.

@@ -11,11 +11,6 @@ import (
 	"github.com/liveroom-io/liveroom-operator/internal/localcluster"
 )
 
-// The images `make image test-images` builds for the real-node demo.
-const (
-	managerImageTag  = "liveroom-operator:dev"
-	recorderImageTag = "liveroom-recorder:e2e"
-)
 
 // startOnRealNode replaces the first three steps of the kwok demo: a cluster with a real
 // node, config/default installed with the operator's image, its Pods Ready.
@@ -65,7 +60,12 @@ func (d *demo) installImage(ctx context.Context) func() error {
 		if err != nil {
 			return err
 		}
-		name, tag, _ := strings.Cut(managerImageTag, ":")
+		image, err := localcluster.ArchiveImageName(d.image("manager"))
+		if err != nil {
+			return err
+		}
+		colon := strings.LastIndex(image, ":")
+		name, tag := image[:colon], image[colon+1:]
 		kustomization := fmt.Sprintf(`apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 namespace: %s
@@ -137,6 +137,10 @@ func (d *demo) policyFile() (string, error) {
 	if !d.real {
 		return sample, nil
 	}
+	recorder, err := localcluster.ArchiveImageName(d.image("recorder"))
+	if err != nil {
+		return "", err
+	}
 	policy := fmt.Sprintf(`apiVersion: live.liveroom.io/v1alpha1
 kind: RecordingPolicy
 metadata:
@@ -163,7 +167,7 @@ spec:
               allowPrivilegeEscalation: false
               readOnlyRootFilesystem: true
               capabilities: {drop: [ALL]}
-`, recorderImageTag)
+`, recorder)
 	path := filepath.Join(d.work, "recordingpolicy.yaml")
 	return path, os.WriteFile(path, []byte(policy), 0o644)
 }

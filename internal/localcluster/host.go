@@ -473,3 +473,43 @@ func killByExecutable(path string) {
 		}
 	}
 }
+
+// HostState describes what a real-node cluster may change on the host (the sysctls it
+// watches, its fixed paths, nftables tables, addresses, links, cgroups, mounts), so that a
+// test can check that StopNode put everything back.
+func HostState() []string {
+	var state []string
+	for _, key := range watchedSysctls {
+		v, _ := readSysctl(key)
+		state = append(state, "sysctl "+key+"="+v)
+	}
+	for _, p := range hostPaths {
+		_, err := os.Lstat(p)
+		state = append(state, fmt.Sprintf("path %s exists=%t", p, err == nil))
+	}
+	if out, err := exec.Command("nft", "list", "tables").Output(); err == nil {
+		for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			state = append(state, "nftables "+line)
+		}
+	}
+	if out, err := exec.Command("ip", "-o", "addr").Output(); err == nil {
+		for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			if f := strings.Fields(line); len(f) > 3 {
+				state = append(state, "address "+f[1]+" "+f[3])
+			}
+		}
+	}
+	if links, err := os.ReadDir("/sys/class/net"); err == nil {
+		for _, l := range links {
+			state = append(state, "link "+l.Name())
+		}
+	}
+	state = append(state, fmt.Sprintf("cgroup kubepods exists=%t", cgroupExists("kubepods")))
+	if mounts, err := mountsUnder("/"); err == nil {
+		for _, m := range mounts {
+			state = append(state, "mount "+m)
+		}
+	}
+	slices.Sort(state)
+	return state
+}

@@ -55,8 +55,11 @@ var watchedSysctls = []string{
 	"net.netfilter.nf_conntrack_udp_timeout_stream",
 }
 
-// hostPaths are created by the kubelet and containerd whatever their configuration says.
-var hostPaths = []string{"/var/lib/kubelet", "/var/log/containers", "/var/log/pods", "/run/containerd"}
+// hostPaths are created whatever the components' configuration says: by the kubelet
+// (device plugins, container log links), containerd (shim sockets), CNI (its result cache),
+// the mount(8) the kubelet runs (utab) and kube-controller-manager (flex volumes).
+var hostPaths = []string{"/var/lib/kubelet", "/var/log/containers", "/var/log/pods", "/run/containerd",
+	"/var/lib/cni", "/run/mount", "/usr/libexec/kubernetes"}
 
 // NodeOptions say how to run a cluster with one real node.
 type NodeOptions struct {
@@ -80,6 +83,17 @@ type nodeState struct {
 	pki    *pki
 	socket string
 	procAt map[string]int
+	// hostAtStart is HostState once an interrupted run's changes were undone.
+	hostAtStart []string
+}
+
+// HostStateAtStart is the host's state when the real node started, for comparison with
+// HostState after Stop.
+func (c *Cluster) HostStateAtStart() []string {
+	if c.node == nil {
+		return nil
+	}
+	return c.node.hostAtStart
 }
 
 // StartNode starts a cluster with one real node: etcd, kube-apiserver,
@@ -112,7 +126,8 @@ func StartNode(ctx context.Context, o NodeOptions) (*Cluster, error) {
 	}
 	c := &Cluster{
 		Options: Options{BinDir: bin, Dir: dir},
-		node:    &nodeState{host: host, socket: filepath.Join(dir, "containerd", "containerd.sock"), procAt: map[string]int{}},
+		node: &nodeState{host: host, socket: filepath.Join(dir, "containerd", "containerd.sock"), procAt: map[string]int{},
+			hostAtStart: HostState()},
 	}
 	c.logf = logf
 	steps := []struct {
@@ -298,7 +313,7 @@ func (c *Cluster) startControlPlane(ctx context.Context) error {
 		"--use-service-account-credentials=true",
 		"--service-account-private-key-file="+p.path("sa.key"), "--root-ca-file="+p.path("ca.crt"),
 		"--cluster-signing-cert-file="+p.path("ca.crt"), "--cluster-signing-key-file="+p.path("ca.key"),
-		"--v=1"); err != nil {
+		"--flex-volume-plugin-dir="+filepath.Join(c.Dir, "volume-plugins"), "--v=1"); err != nil {
 		return err
 	}
 	sched, err := p.kubeconfig("kube-scheduler", server, identity{user: "system:kube-scheduler"})
@@ -355,9 +370,22 @@ func (c *Cluster) startContainerd(ctx context.Context, pauseImage string) error 
 	if err := os.WriteFile(filepath.Join(cniConf, "10-liveroom.conflist"), data, 0o644); err != nil {
 		return err
 	}
-	sandboxImage, err := archiveImageName(pauseImage)
+	sandboxImage, err := ArchiveImageName(pauseImage)
 	if err != nil {
 		return fmt.Errorf("the Pod sandbox image: %w", err)
+	}
+	// Images come from imported archives only: every registry, Docker Hub's included,
+	// resolves to a closed port on this machine, so a missing image fails at once instead
+	// of being pulled from the network.
+	registryHosts := filepath.Join(d, "registry-hosts")
+	for _, registry := range []string{"_default", "docker.io"} {
+		if err := os.MkdirAll(filepath.Join(registryHosts, registry), 0o755); err != nil {
+			return err
+		}
+		hosts := "server = \"http://127.0.0.1:9\"\n\n[host.\"http://127.0.0.1:9\"]\n  capabilities = [\"pull\", \"resolve\"]\n"
+		if err := os.WriteFile(filepath.Join(registryHosts, registry, "hosts.toml"), []byte(hosts), 0o644); err != nil {
+			return err
+		}
 	}
 	config := fmt.Sprintf(`version = 3
 root = %[1]q
@@ -378,6 +406,8 @@ state = %[2]q
     snapshotter = 'overlayfs'
     [plugins.'io.containerd.cri.v1.images'.pinned_images]
       sandbox = %[6]q
+    [plugins.'io.containerd.cri.v1.images'.registry]
+      config_path = %[11]q
   [plugins.'io.containerd.cri.v1.runtime']
     # Root here cannot lower oom_score_adj (no CAP_SYS_RESOURCE): without this every
     # sandbox fails in runc.
@@ -398,7 +428,8 @@ state = %[2]q
     stream_server_address = '127.0.0.1'
     stream_server_port = '0'
 `, filepath.Join(d, "root"), filepath.Join(d, "state"), c.node.socket, c.node.socket+".ttrpc",
-		filepath.Join(d, "opt"), sandboxImage, filepath.Join(c.BinDir, "cni"), cniConf, runc, filepath.Join(d, "runc"))
+		filepath.Join(d, "opt"), sandboxImage, filepath.Join(c.BinDir, "cni"), cniConf, runc, filepath.Join(d, "runc"),
+		registryHosts)
 	configPath := filepath.Join(d, "config.toml")
 	if err := os.MkdirAll(d, 0o755); err != nil {
 		return err
@@ -419,8 +450,9 @@ state = %[2]q
 	return c.ImportImage(ctx, pauseImage)
 }
 
-// archiveImageName reads the name of the image in an OCI archive from its index.json.
-func archiveImageName(archive string) (string, error) {
+// ArchiveImageName reads the name of the image in an OCI archive from its index.json, as
+// containerd names it on import (docker.io/library/NAME:TAG for a short name).
+func ArchiveImageName(archive string) (string, error) {
 	f, err := os.Open(archive)
 	if err != nil {
 		return "", err

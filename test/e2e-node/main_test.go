@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -26,15 +27,15 @@ import (
 var (
 	rootFlag      = flag.String("root", "", "repository root (default: found from this file)")
 	managerImage  = flag.String("manager-image", "bin/image/manager.tar", "OCI archive of the manager image (make image), relative to the root")
-	managerTag    = flag.String("manager-tag", "liveroom-operator:e2e", "the tag the manager archive carries")
 	recorderImage = flag.String("recorder-image", "bin/image/recorder.tar", "OCI archive of the recorder test image")
-	recorderTag   = flag.String("recorder-tag", "liveroom-recorder:e2e", "the tag the recorder archive carries")
 	pauseImage    = flag.String("pause-image", "bin/image/pause.tar", "OCI archive of the Pod sandbox image")
 )
 
 var (
 	cluster *localcluster.Cluster
 	work    string
+	// The names the image archives carry, as the node's containerd knows them.
+	managerName, recorderName string
 )
 
 func root() string {
@@ -74,7 +75,7 @@ func stopCluster() {
 	})
 }
 
-func runSuite(m *testing.M) int {
+func runSuite(m *testing.M) (code int) {
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "the real-node end-to-end test runs as root (kubelet, containerd, network setup)")
 		return 1
@@ -83,7 +84,7 @@ func runSuite(m *testing.M) int {
 	if work, err = os.MkdirTemp("", "liveroom-e2e-node-"); err != nil {
 		panic(err)
 	}
-	code := 1
+	code = 1
 	defer func() {
 		if code == 0 {
 			os.RemoveAll(work)
@@ -95,18 +96,31 @@ func runSuite(m *testing.M) int {
 
 	ctx := context.Background()
 	start := time.Now()
+	defer func() {
+		if cluster == nil {
+			return
+		}
+		stopCluster()
+		if diff := changed(cluster.HostStateAtStart(), localcluster.HostState()); diff != "" {
+			fmt.Fprintf(os.Stderr, "the host is not as before the cluster started:\n%s", diff)
+			code = 1
+		}
+	}()
 	cluster, err = localcluster.StartNode(ctx, localcluster.NodeOptions{
 		BinDir:     filepath.Join(root(), "bin", "k8s", testenv.K8sVersion),
 		Dir:        work,
 		PauseImage: fromRoot(*pauseImage),
 		Logf:       func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) },
 	})
-	defer stopCluster()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "starting the real-node cluster:", err)
 		return 1
 	}
-	for _, archive := range []string{*managerImage, *recorderImage} {
+	for archive, name := range map[string]*string{*managerImage: &managerName, *recorderImage: &recorderName} {
+		if *name, err = localcluster.ArchiveImageName(fromRoot(archive)); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
 		if err := cluster.ImportImage(ctx, fromRoot(archive)); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
@@ -115,6 +129,22 @@ func runSuite(m *testing.M) int {
 	fmt.Fprintf(os.Stderr, "Real-node cluster up with the images imported in %s\n", time.Since(start).Round(time.Millisecond))
 	code = m.Run()
 	return code
+}
+
+// changed lists the lines of two host states that differ.
+func changed(before, after []string) string {
+	var diff strings.Builder
+	for _, l := range before {
+		if !slices.Contains(after, l) {
+			fmt.Fprintf(&diff, "  - %s\n", l)
+		}
+	}
+	for _, l := range after {
+		if !slices.Contains(before, l) {
+			fmt.Fprintf(&diff, "  + %s\n", l)
+		}
+	}
+	return diff.String()
 }
 
 // guardExit stops the cluster and restores the host when the test is interrupted (Ctrl-C,

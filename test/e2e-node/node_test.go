@@ -61,6 +61,7 @@ func TestRealNode(t *testing.T) {
 	p.run("leader-pod-lost", in.leaderLoss)
 	p.run("rollout-restart", in.rolloutRestart)
 	p.run("uninstall", in.uninstall)
+	p.run("no-registry-pulls", imagesStayLocal)
 	p.print()
 }
 
@@ -80,7 +81,8 @@ func (in *install) apply(t *testing.T) {
 	g.Expect(os.MkdirAll(in.overlay, 0o755)).To(Succeed())
 	base, err := filepath.Rel(in.overlay, filepath.Join(root(), "config", "default"))
 	g.Expect(err).NotTo(HaveOccurred())
-	name, tag, _ := strings.Cut(*managerTag, ":")
+	colon := strings.LastIndex(managerName, ":")
+	name, tag := managerName[:colon], managerName[colon+1:]
 	kustomization := fmt.Sprintf(`apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 namespace: liveroom-system
@@ -116,7 +118,7 @@ secretGenerator:
 		}
 	}
 	g.Expect(in.namespace).NotTo(BeEmpty(), "the install has a Namespace")
-	g.Expect(in.rendered).To(ContainSubstring("image: "+*managerTag), "the overlay sets the image")
+	g.Expect(in.rendered).To(ContainSubstring("image: "+managerName), "the overlay sets the image")
 
 	out := kubectl(t, "apply", "--server-side", "-k", in.overlay)
 	t.Logf("kubectl apply:\n%s", out)
@@ -472,7 +474,7 @@ spec:
               allowPrivilegeEscalation: false
               readOnlyRootFilesystem: true
               capabilities: {drop: [ALL]}
-`, policy, namespace, *recorderTag)
+`, policy, namespace, recorderName)
 }
 
 // logStream collects `kubectl logs -f` of a Pod until its container ends.
@@ -639,6 +641,25 @@ func (in *install) uninstall(t *testing.T) {
 	for _, kind := range []string{"clusterroles", "clusterrolebindings"} {
 		g.Expect(strings.TrimSpace(kubectl(t, "get", kind, "-l", partOf, "-o", "name"))).To(BeEmpty(), "%s left", kind)
 	}
+}
+
+// imagesStayLocal: the node pulls from no registry; an image it lacks fails at once
+// against the closed local port that every registry resolves to.
+func imagesStayLocal(t *testing.T) {
+	applyManifest(t, `apiVersion: v1
+kind: Pod
+metadata:
+  name: missing-image
+  namespace: default
+spec:
+  containers:
+  - name: c
+    image: liveroom-missing:none
+`)
+	NewWithT(t).Eventually(func() string {
+		return kubectl(t, "get", "pod", "missing-image", "-n", "default", "-o", "jsonpath={.status.containerStatuses[0].state.waiting.message}")
+	}, time.Minute, 200*time.Millisecond).Should(ContainSubstring("127.0.0.1:9"))
+	kubectl(t, "delete", "pod", "missing-image", "-n", "default", "--wait=false")
 }
 
 func kubectl(t *testing.T, args ...string) string {
