@@ -11,7 +11,6 @@ import (
 	"github.com/liveroom-io/liveroom-operator/internal/localcluster"
 )
 
-
 // startOnRealNode replaces the first three steps of the kwok demo: a cluster with a real
 // node, config/default installed with the operator's image, its Pods Ready.
 func (d *demo) startOnRealNode(ctx context.Context) error {
