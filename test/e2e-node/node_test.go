@@ -60,6 +60,7 @@ func TestRealNode(t *testing.T) {
 	p.run("recording-job", in.recordingRunsAndStops)
 	p.run("leader-pod-lost", in.leaderLoss)
 	p.run("rollout-restart", in.rolloutRestart)
+	p.run("operator-logs", in.saveLogs)
 	p.run("uninstall", in.uninstall)
 	p.run("no-registry-pulls", imagesStayLocal)
 	p.print()
@@ -621,6 +622,25 @@ func (in *install) rolloutRestart(t *testing.T) {
 	time.Sleep(time.Second)
 	l.finish(t)
 	in.checkOneJobPerRoom(t, l.live)
+}
+
+// saveLogs keeps the operator's logs beside the cluster's and shows the errors in them.
+func (in *install) saveLogs(t *testing.T) {
+	var all strings.Builder
+	for _, d := range in.deployments(t) {
+		for _, pod := range in.podsOf(t, &d) {
+			out := kubectl(t, "logs", "-n", in.namespace, pod.Name, "--all-containers")
+			fmt.Fprintf(&all, "--- %s\n%s", pod.Name, out)
+			for _, line := range strings.Split(out, "\n") {
+				if strings.Contains(line, `"level":"error"`) {
+					t.Logf("%s: %s", pod.Name, line)
+				}
+			}
+		}
+	}
+	if err := os.WriteFile(filepath.Join(work, "logs", "operator.log"), []byte(all.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // uninstall deletes the install and checks that nothing of it is left.
