@@ -1,6 +1,8 @@
 # liveroom-operator
 
 IMG ?= liveroom-operator:dev
+# Platforms of the image index that `make image` and `make image-push` build.
+PLATFORMS ?= linux/amd64,linux/arm64
 # Kubernetes version of the control-plane binaries built for tests (hack/k8s pins it).
 K8S_VERSION ?= 1.37.2
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
@@ -12,6 +14,9 @@ K8S_BIN ?= $(LOCALBIN)/k8s/$(K8S_VERSION)
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen
 KUSTOMIZE ?= $(LOCALBIN)/kustomize
 KUBECTL ?= kubectl
+IMAGE_DIR ?= $(LOCALBIN)/image
+# The image builder (hack/image, a module of its own): no Docker engine needed.
+IMAGE_TOOL = go -C hack/image run .
 
 # Two cores: keep go test's package parallelism to that.
 GO_TEST_FLAGS ?= -p 2 -count=1
@@ -53,13 +58,25 @@ vet: ## Run go vet.
 	go vet ./...
 
 .PHONY: test
-test: manifests generate fmt vet envtest ## Run unit and integration tests (real etcd + kube-apiserver), then the end-to-end tests.
+test: manifests generate fmt vet envtest ## Run unit and integration tests (real etcd + kube-apiserver), the image's tests, then the end-to-end tests (kwok, then a real node).
 	KUBEBUILDER_ASSETS="$(K8S_BIN)" go test $(GO_TEST_FLAGS) $$(go list ./... | grep -v /test/e2e) -coverprofile cover.out
+	$(MAKE) test-image
 	$(MAKE) test-e2e
+	$(MAKE) test-e2e-node
+
+.PHONY: test-image
+test-image: ## Test the image builder: the image matches the Dockerfile, pushes to a registry, imports into containerd.
+	go -C hack/image vet ./...
+	go -C hack/image test -count=1 ./...
 
 .PHONY: test-e2e
 test-e2e: build cluster-bins ## Run the end-to-end tests: bin/manager on a local cluster with kwok nodes.
 	KUBEBUILDER_ASSETS="$(K8S_BIN)" go test -count=1 -timeout 20m ./test/e2e/ -v -args -root=$(CURDIR)
+
+.PHONY: test-e2e-node
+test-e2e-node: manifests node-bins image test-images ## Run the real-node end-to-end test (as root): the image of IMG on kubelet + containerd, installed with config/default.
+	go test -count=1 -timeout 20m ./test/e2e-node/ -v -args -root=$(CURDIR) \
+		-manager-image=$(IMAGE_DIR)/manager.tar -recorder-image=$(IMAGE_DIR)/recorder.tar -pause-image=$(IMAGE_DIR)/pause.tar
 
 .PHONY: fuzz
 fuzz: ## Fuzz the callback decoder for FUZZTIME.
@@ -92,13 +109,29 @@ bench: bench-callbacks bench-reconcile bench-resync bench-forward ## All benchma
 build: manifests generate fmt vet ## Build bin/manager.
 	CGO_ENABLED=0 go build -trimpath -o bin/manager .
 
+# make demo NODE=real: the operator's image as Pods on a real kubelet + containerd node (root).
+NODE ?= kwok
+
 .PHONY: demo
-demo: build cluster-bins ## Local cluster + operator + a room's life from create to destroy callback; exits when done.
-	go run ./hack/demo -root=$(CURDIR) $(DEMO_FLAGS)
+demo: build cluster-bins $(if $(filter real,$(NODE)),node-bins image test-images) ## Local cluster + operator + a room's life from create to destroy callback; exits when done (NODE=real: real Pods).
+	go run ./hack/demo -root=$(CURDIR) -node=$(NODE) $(DEMO_FLAGS)
 
 .PHONY: run
 run: build cluster-bins ## Run the operator on a local cluster until Ctrl-C (no scripted callbacks).
 	go run ./hack/demo -root=$(CURDIR) -script=false
+
+.PHONY: image
+image: ## Build the manager's OCI image (an index of PLATFORMS) without Docker into bin/image/manager.tar, named IMG.
+	$(IMAGE_TOOL) build -root $(CURDIR) -image manager -tag $(IMG) -platforms $(PLATFORMS) -out $(IMAGE_DIR)/manager.tar
+
+.PHONY: image-push
+image-push: ## Build the manager's image and push it to IMG without Docker (credentials of docker's config.json).
+	$(IMAGE_TOOL) push -root $(CURDIR) -image manager -tag $(IMG) -platforms $(PLATFORMS)
+
+.PHONY: test-images
+test-images: ## Build the real-node test's recorder and Pod sandbox (pause) images for this machine.
+	$(IMAGE_TOOL) build -root $(CURDIR) -image recorder -tag liveroom-recorder:e2e -platforms linux/$$(go env GOARCH) -out $(IMAGE_DIR)/recorder.tar
+	$(IMAGE_TOOL) build -root $(CURDIR) -image pause -tag liveroom-pause:e2e -platforms linux/$$(go env GOARCH) -out $(IMAGE_DIR)/pause.tar
 
 .PHONY: docker-build
 docker-build: ## Build the container image (needs a Docker engine).
@@ -136,6 +169,11 @@ envtest: ## Build etcd and kube-apiserver for tests into bin/k8s/K8S_VERSION (fr
 .PHONY: cluster-bins
 cluster-bins: envtest ## Build kube-controller-manager, kube-scheduler, kubectl and kwok for the local cluster.
 	hack/envtest.sh $(K8S_BIN) kube-controller-manager kube-scheduler kubectl kwok
+
+.PHONY: node-bins
+node-bins: envtest ## Build the real-node cluster's parts: control plane, kubelet, kube-proxy, containerd (shim, ctr), CNI plugins.
+	hack/envtest.sh $(K8S_BIN) kube-controller-manager kube-scheduler kubectl kubelet kube-proxy \
+		containerd containerd-shim-runc-v2 ctr bridge host-local loopback portmap
 
 .PHONY: controller-gen
 controller-gen: $(CONTROLLER_GEN) ## Build controller-gen into bin/.

@@ -35,6 +35,7 @@ const (
 type demo struct {
 	root, work  string
 	binDir      string
+	real        bool
 	cluster     *localcluster.Cluster
 	manager     *exec.Cmd
 	callbackURL string
@@ -45,11 +46,12 @@ func main() {
 	script := flag.Bool("script", true, "send the demo callbacks; with --script=false only start the cluster and the operator")
 	keep := flag.Bool("keep", false, "keep everything running after the demo until Ctrl-C")
 	root := flag.String("root", ".", "repository root")
+	node := flag.String("node", "kwok", "kwok: simulated nodes, bin/manager on this host; real: a kubelet + containerd node running the operator's image as Pods (root; `make demo NODE=real`)")
 	flag.Parse()
 
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
-	d := &demo{root: *root, binDir: filepath.Join(*root, "bin", "k8s", "1.37.2"), steps: 4}
+	d := &demo{root: *root, binDir: filepath.Join(*root, "bin", "k8s", "1.37.2"), steps: 4, real: *node == "real"}
 	if *script {
 		d.steps = 8
 	}
@@ -77,7 +79,11 @@ func (d *demo) run(ctx context.Context, script, keep bool) error {
 	if d.work, err = os.MkdirTemp("", "liveroom-demo-"); err != nil {
 		return err
 	}
-	if err := d.do("Starting a local cluster: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, 2 kwok nodes",
+	if d.real {
+		if err := d.startOnRealNode(ctx); err != nil {
+			return err
+		}
+	} else if err := d.do("Starting a local cluster: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, 2 kwok nodes",
 		"run `make cluster-bins` to build the components; see "+filepath.Join(d.work, "logs"), func() error {
 			d.cluster, err = localcluster.Start(ctx, localcluster.Options{BinDir: d.binDir, Dir: d.work, Nodes: 2, Controllers: true})
 			if err != nil {
@@ -86,12 +92,10 @@ func (d *demo) run(ctx context.Context, script, keep bool) error {
 			return d.waitNodesReady(ctx)
 		}); err != nil {
 		return err
-	}
-	if err := d.do("Installing CRDs, RBAC and configuration with kustomize (config/default, without the Deployment)",
+	} else if err := d.do("Installing CRDs, RBAC and configuration with kustomize (config/default, without the Deployment)",
 		"check `kubectl kustomize config/default` renders", d.install(ctx)); err != nil {
 		return err
-	}
-	if err := d.do("Running bin/manager as ServiceAccount liveroom-controller-manager (signed callbacks, leader election)",
+	} else if err := d.do("Running bin/manager as ServiceAccount liveroom-controller-manager (signed callbacks, leader election)",
 		"run `make build`; the manager's log is "+filepath.Join(d.work, "logs", "manager.log"), func() error { return d.startManager(ctx) }); err != nil {
 		return err
 	}
@@ -118,7 +122,11 @@ func (d *demo) run(ctx context.Context, script, keep bool) error {
 func (d *demo) script(ctx context.Context) error {
 	if err := d.do("Applying the sample RecordingPolicy (records every room of type Live)",
 		"see config/samples/live_v1alpha1_recordingpolicy.yaml", func() error {
-			return d.show(ctx, "apply", "-n", roomNS, "-f", filepath.Join(d.root, "config/samples/live_v1alpha1_recordingpolicy.yaml"))
+			policy, err := d.policyFile()
+			if err != nil {
+				return err
+			}
+			return d.show(ctx, "apply", "-n", roomNS, "-f", policy)
 		}); err != nil {
 		return err
 	}

@@ -1,11 +1,14 @@
 //go:build tools
 
-// Package tools pins the Kubernetes control-plane commands that hack/envtest.sh builds.
+// Package tools pins the Kubernetes commands that hack/envtest.sh builds: the control plane
+// and, for the real-node cluster, kubelet and kube-proxy.
 package tools
 
 import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-proxy"
 	_ "k8s.io/kubernetes/cmd/kube-scheduler"
 	_ "k8s.io/kubernetes/cmd/kubectl"
+	_ "k8s.io/kubernetes/cmd/kubelet"
 )

@@ -2,7 +2,8 @@
 // components built by hack/envtest.sh: etcd and kube-apiserver (through envtest),
 // kube-controller-manager (garbage collector, Job controller, ...), kube-scheduler and kwok,
 // which simulates nodes so that pods are scheduled and "run". The local demo and the
-// end-to-end tests use it.
+// end-to-end tests use it. StartNode runs a cluster with one real node instead (kubelet,
+// containerd, runc, CNI, kube-proxy), on which Pods really run.
 package localcluster
 
 import (
@@ -55,6 +56,9 @@ type Cluster struct {
 
 	env   *envtest.Environment
 	procs []*exec.Cmd
+	// node is set for a real-node cluster (StartNode).
+	node *nodeState
+	logf func(format string, args ...any)
 }
 
 // Start starts the cluster; Stop must be called however it ends.
@@ -121,6 +125,11 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 // run starts one component with its output in Dir/logs/<name>.log. The process dies with
 // its parent, so an interrupted run leaves nothing behind.
 func (c *Cluster) run(name string, args ...string) error {
+	return c.runEnv(name, nil, args...)
+}
+
+// runEnv is run with extra environment variables.
+func (c *Cluster) runEnv(name string, env []string, args ...string) error {
 	bin := filepath.Join(c.BinDir, name)
 	if _, err := os.Stat(bin); err != nil {
 		return fmt.Errorf("%s is not built: run `make cluster-bins` (%w)", name, err)
@@ -130,6 +139,9 @@ func (c *Cluster) run(name string, args ...string) error {
 		return err
 	}
 	cmd := exec.Command(bin, args...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -170,6 +182,9 @@ func (c *Cluster) addNodes(ctx context.Context, n int) error {
 
 // Stop stops every component; it is safe to call on a partly started cluster.
 func (c *Cluster) Stop() error {
+	if c.node != nil {
+		return c.stopNode()
+	}
 	var errs []error
 	for i := len(c.procs) - 1; i >= 0; i-- {
 		errs = append(errs, stop(c.procs[i]))
@@ -216,9 +231,15 @@ func (c *Cluster) ServiceAccountKubeconfig(ctx context.Context, namespace, name,
 	return clientcmd.WriteToFile(*kc, path)
 }
 
+// KubectlFlags point kubectl at the cluster, with its discovery cache in Dir rather than
+// in $HOME.
+func (c *Cluster) KubectlFlags() []string {
+	return []string{"--kubeconfig=" + c.Kubeconfig, "--cache-dir=" + filepath.Join(c.Dir, "kubectl-cache")}
+}
+
 // Kubectl runs the kubectl built beside the control plane against the cluster.
 func (c *Cluster) Kubectl(ctx context.Context, stdin string, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, filepath.Join(c.BinDir, "kubectl"), append([]string{"--kubeconfig=" + c.Kubeconfig}, args...)...)
+	cmd := exec.CommandContext(ctx, filepath.Join(c.BinDir, "kubectl"), append(c.KubectlFlags(), args...)...)
 	if stdin != "" {
 		cmd.Stdin = strings.NewReader(stdin)
 	}
