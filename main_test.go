@@ -17,6 +17,7 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -26,6 +27,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/yaml"
 
 	livev1 "github.com/liveroom-io/liveroom-operator/api/v1alpha1"
 	"github.com/liveroom-io/liveroom-operator/internal/testenv"
@@ -109,6 +111,89 @@ func TestRolesRefuseTheOtherRolesSettings(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestDeploymentsStartTheirRole parses the arguments each Deployment of config/manager
+// gives the binary, with the environment it declares and config/default's values: each
+// runs its role, and neither is given a flag or secret of the other.
+func TestDeploymentsStartTheirRole(t *testing.T) {
+	config := defaultConfig(t)
+	for file, want := range map[string]role{"callback_server.yaml": roleCallback, "controller_manager.yaml": roleController} {
+		t.Run(file, func(t *testing.T) {
+			b, err := os.ReadFile(filepath.Join("config", "manager", file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var deploy appsv1.Deployment
+			if err := yaml.UnmarshalStrict(b, &deploy); err != nil {
+				t.Fatal(err)
+			}
+			t.Setenv("LIVEROOM_TENCENT_SECRET_KEY", "")
+			t.Setenv("LIVEROOM_CALLBACK_TOKENS", "")
+			c := deploy.Spec.Template.Spec.Containers[0]
+			vars := map[string]string{}
+			for _, env := range c.Env {
+				switch from := env.ValueFrom; {
+				case from == nil:
+					vars[env.Name] = env.Value
+				case from.ConfigMapKeyRef != nil:
+					value, ok := config[from.ConfigMapKeyRef.Key]
+					if !ok {
+						t.Fatalf("%s: config/default's ConfigMap has no key %s", env.Name, from.ConfigMapKeyRef.Key)
+					}
+					vars[env.Name] = value
+				default:
+					vars[env.Name] = "from-" + env.Name
+				}
+				t.Setenv(env.Name, vars[env.Name])
+			}
+			args := make([]string, len(c.Args))
+			for i, arg := range c.Args {
+				args[i] = expandVars(arg, vars)
+			}
+			o, err := parseFlags(args)
+			if err != nil {
+				t.Fatalf("%v: %v", args, err)
+			}
+			if o.role != want || o.metricsBindAddress != ":8443" || !o.metricsSecure {
+				t.Errorf("role %q, metrics %q secure %v", o.role, o.metricsBindAddress, o.metricsSecure)
+			}
+		})
+	}
+}
+
+// defaultConfig is the ConfigMap that config/default generates, key by key.
+func defaultConfig(t *testing.T) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("config", "default", "kustomization.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var k struct {
+		ConfigMapGenerator []struct {
+			Name     string   `json:"name"`
+			Literals []string `json:"literals"`
+		} `json:"configMapGenerator"`
+	}
+	if err := yaml.Unmarshal(b, &k); err != nil {
+		t.Fatal(err)
+	}
+	config := map[string]string{}
+	for _, gen := range k.ConfigMapGenerator {
+		for _, literal := range gen.Literals {
+			key, value, _ := strings.Cut(literal, "=")
+			config[key] = value
+		}
+	}
+	return config
+}
+
+// expandVars replaces $(NAME) as the kubelet does in a container's arguments.
+func expandVars(arg string, vars map[string]string) string {
+	for name, value := range vars {
+		arg = strings.ReplaceAll(arg, "$("+name+")", value)
+	}
+	return arg
 }
 
 // managerProcess is the test binary running main() with some flags.
