@@ -75,7 +75,7 @@ func (r role) other() role {
 var roleFlags = map[role][]string{
 	roleCallback: {
 		"callback-bind-address", "callback-token-file", "callback-allow-unsigned", "callback-max-skew",
-		"callback-timeout", "forward-url", "forward-timeout", "forward-fail-policy",
+		"callback-max-connections", "callback-timeout", "forward-url", "forward-timeout", "forward-fail-policy",
 	},
 	roleController: {
 		"leader-elect", "leader-election-namespace", "ended-room-ttl", "resync-interval",
