@@ -38,7 +38,11 @@ help: ## Show this help.
 
 .PHONY: manifests
 manifests: controller-gen ## Generate CRDs and RBAC from the kubebuilder markers.
-	$(CONTROLLER_GEN) rbac:roleName=manager-role paths="./..." output:rbac:artifacts:config=config/rbac
+	@# Two identities, two ClusterRoles: the internet-facing callback server's from the
+	@# markers of webhookserver/ alone; the controller's from those of the reconcilers and
+	@# the resync.
+	$(CONTROLLER_GEN) rbac:roleName=callback-role paths="./webhookserver/..." output:rbac:artifacts:config=config/rbac/callback
+	$(CONTROLLER_GEN) rbac:roleName=manager-role paths="./controllers/...;./internal/resync/..." output:rbac:artifacts:config=config/rbac
 	$(CONTROLLER_GEN) crd paths="./api/..." output:crd:artifacts:config=config/crd/bases
 	@# RecordingPolicy embeds a whole Job template: without descriptions its CRD stays far
 	@# below the 256 KiB that client-side `kubectl apply` can annotate.

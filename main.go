@@ -1,28 +1,38 @@
-// Command manager runs the liveroom-operator: the Tencent Cloud Live callback server in
-// every replica and, in the elected leader, the LiveRoom and RecordingPolicy reconcilers.
+// Command manager runs the liveroom-operator in the role its --role flag selects: the
+// internet-facing Tencent Cloud Live callback server (callback: every replica serves), the
+// LiveRoom and RecordingPolicy reconcilers with the resync (controller: in the elected
+// leader), or both in one process (all, for local development). The two roles run as two
+// Deployments with two ServiceAccounts, so a compromised callback server cannot create Jobs.
 package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 	"sigs.k8s.io/controller-runtime/pkg/client/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	livev1 "github.com/liveroom-io/liveroom-operator/api/v1alpha1"
@@ -35,8 +45,67 @@ import (
 	"github.com/liveroom-io/liveroom-operator/webhookserver"
 )
 
+// role is what one process runs.
+type role string
+
+const (
+	// roleCallback is the callback server alone, in every replica.
+	roleCallback role = "callback"
+	// roleController is the reconcilers and the resync, in the elected leader.
+	roleController role = "controller"
+	// roleAll is both in one process, for local development.
+	roleAll role = "all"
+)
+
+func (r role) servesCallbacks() bool { return r == roleCallback || r == roleAll }
+
+// cache is what the role's manager caches (see internal/caches), and whether its cache
+// holds LiveRooms trimmed to what the controller reads.
+func (r role) cache() (opts cache.Options, trimsRooms bool) {
+	switch r {
+	case roleCallback:
+		return caches.CallbackServer(), false
+	case roleController:
+		return caches.Controller(), true
+	}
+	return caches.All(), false
+}
+func (r role) reconciles() bool      { return r == roleController || r == roleAll }
+
+// other is the role whose settings this one refuses.
+func (r role) other() role {
+	switch r {
+	case roleCallback:
+		return roleController
+	case roleController:
+		return roleCallback
+	}
+	return ""
+}
+
+// roleFlags are the flags that configure one role only. A process of the other role
+// refuses them rather than ignoring them: a setting that silently does nothing is a trap,
+// and a secret must not reach a process that has no use for it.
+var roleFlags = map[role][]string{
+	roleCallback: {
+		"callback-bind-address", "callback-token-file", "callback-allow-unsigned", "callback-max-skew",
+		"callback-max-connections", "callback-timeout", "forward-url", "forward-timeout", "forward-fail-policy",
+	},
+	roleController: {
+		"leader-elect", "leader-election-namespace", "ended-room-ttl", "resync-interval",
+		"tencent-api-url", "tencent-admin-user", "tencent-secret-key-file",
+	},
+}
+
+// roleSecretEnv is the environment variable that carries each role's secret.
+var roleSecretEnv = map[role]string{
+	roleCallback:   "LIVEROOM_CALLBACK_TOKENS",
+	roleController: "LIVEROOM_TENCENT_SECRET_KEY",
+}
+
 // options are the manager's flags.
 type options struct {
+	role                role
 	sdkAppID            int64
 	roomNamespace       string
 	callbackBindAddress string
@@ -45,6 +114,11 @@ type options struct {
 	callbackTimeout     time.Duration
 	endedRoomTTL        time.Duration
 	metricsBindAddress  string
+	metricsSecure       bool
+	metricsCertPath     string
+	metricsCertName     string
+	metricsCertKey      string
+	enableHTTP2         bool
 	probeBindAddress    string
 	leaderElect         bool
 	leaderElectionNS    string
@@ -64,6 +138,7 @@ type options struct {
 func parseFlags(args []string) (*options, error) {
 	o := &options{zap: zap.Options{Development: false}}
 	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
+	fs.StringVar((*string)(&o.role), "role", string(roleAll), "What this process runs: callback (the callback server, in every replica), controller (the reconcilers and the resync, leader-elected) or all (both: for local development).")
 	fs.Int64Var(&o.sdkAppID, "sdk-app-id", 0, "The Tencent SDKAppID whose callbacks are accepted (required).")
 	fs.StringVar(&o.roomNamespace, "room-namespace", "", "Namespace of the LiveRooms that callbacks create (default: the pod's namespace, else \"default\").")
 	fs.StringVar(&o.callbackBindAddress, "callback-bind-address", ":8082", "Address of the callback server (POST /callback).")
@@ -71,7 +146,12 @@ func parseFlags(args []string) (*options, error) {
 	fs.DurationVar(&o.callbackMaxSkew, "callback-max-skew", time.Minute, "Accepted distance between a callback's RequestTime and now.")
 	fs.DurationVar(&o.callbackTimeout, "callback-timeout", 1500*time.Millisecond, "Time to store a callback before answering 503 (Tencent waits 2s).")
 	fs.DurationVar(&o.endedRoomTTL, "ended-room-ttl", 24*time.Hour, "How long an ended room discovered by callback or resync is kept before it is deleted.")
-	fs.StringVar(&o.metricsBindAddress, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; \"0\" disables it.")
+	fs.StringVar(&o.metricsBindAddress, "metrics-bind-address", ":8443", "Address of the Prometheus metrics endpoint; \"0\" disables it.")
+	fs.BoolVar(&o.metricsSecure, "metrics-secure", true, "Serve metrics over HTTPS to clients the API server authenticates and authorizes for GET /metrics (ClusterRole metrics-reader); false: plain HTTP without authentication.")
+	fs.StringVar(&o.metricsCertPath, "metrics-cert-path", "", "Directory of the metrics server's certificate and key, re-read when they change (default: a self-signed certificate).")
+	fs.StringVar(&o.metricsCertName, "metrics-cert-name", "tls.crt", "File name of the metrics server's certificate in --metrics-cert-path.")
+	fs.StringVar(&o.metricsCertKey, "metrics-cert-key", "tls.key", "File name of the metrics server's key in --metrics-cert-path.")
+	fs.BoolVar(&o.enableHTTP2, "enable-http2", false, "Allow HTTP/2 on the metrics server; off by default against the HTTP/2 Stream Cancellation and Rapid Reset attacks.")
 	fs.StringVar(&o.probeBindAddress, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz probes.")
 	fs.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader among replicas for the reconcilers; the callback server runs in all.")
 	fs.StringVar(&o.leaderElectionNS, "leader-election-namespace", "", "Namespace of the leader election Lease (default: the pod's namespace).")
@@ -98,7 +178,35 @@ func parseFlags(args []string) (*options, error) {
 	if o.resyncInterval <= 0 {
 		return nil, errors.New("--resync-interval must be positive")
 	}
+	if err := checkRole(fs, o.role); err != nil {
+		return nil, err
+	}
+	if !o.metricsSecure && o.metricsCertPath != "" {
+		return nil, errors.New("--metrics-cert-path needs --metrics-secure")
+	}
 	return o, nil
+}
+
+// checkRole refuses an unknown role, and the flags and secrets of the other role.
+func checkRole(fs *flag.FlagSet, r role) error {
+	switch r {
+	case roleAll:
+		return nil
+	case roleCallback, roleController:
+	default:
+		return fmt.Errorf("--role must be %s, %s or %s, not %q", roleCallback, roleController, roleAll, r)
+	}
+	other := r.other()
+	var errs []error
+	fs.Visit(func(f *flag.Flag) {
+		if slices.Contains(roleFlags[other], f.Name) {
+			errs = append(errs, fmt.Errorf("--%s configures --role=%s or all, not --role=%s", f.Name, other, r))
+		}
+	})
+	if env := roleSecretEnv[other]; os.Getenv(env) != "" {
+		errs = append(errs, fmt.Errorf("%s is set, but --role=%s has no use for it: keep it out of this process", env, r))
+	}
+	return errors.Join(errs...)
 }
 
 // podNamespace is the namespace the manager runs in, or "default" outside a cluster.
@@ -150,24 +258,96 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("loading kubeconfig: %w", err)
 	}
+	metricsOpts, metricsCerts, err := metricsOptions(o)
+	if err != nil {
+		return err
+	}
+	cacheOpts, trimsRooms := o.role.cache()
 	mgr, err := ctrl.NewManager(cfg, manager.Options{
 		Scheme:                  newScheme(),
-		Metrics:                 metricsserver.Options{BindAddress: o.metricsBindAddress},
+		Metrics:                 metricsOpts,
 		HealthProbeBindAddress:  o.probeBindAddress,
 		LeaderElection:          o.leaderElect,
 		LeaderElectionID:        "liveroom-operator.live.liveroom.io",
 		LeaderElectionNamespace: o.leaderElectionNS,
 		// The leader steps down at once on shutdown, so a rolling update hands over fast.
 		LeaderElectionReleaseOnCancel: true,
-		Cache:                         caches.All(),
+		Cache:                         cacheOpts,
 	})
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)
 	}
+	if metricsCerts != nil {
+		if err := mgr.Add(metricsCerts); err != nil {
+			return err
+		}
+	}
 	if err := roomstore.IndexRoomID(ctx, mgr.GetFieldIndexer()); err != nil {
 		return fmt.Errorf("indexing LiveRooms: %w", err)
 	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("informers", func(r *http.Request) error {
+		if !mgr.GetCache().WaitForCacheSync(r.Context()) {
+			return errors.New("informer caches are not synced")
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
 
+	// Callbacks and the resync write rooms through one store: the same field manager, and
+	// in one process the same per-room locks.
+	store := roomstore.New(roomstore.Config{
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), CacheTrimsRooms: trimsRooms,
+		Namespace: o.roomNamespace, SDKAppID: o.sdkAppID,
+		FieldOwner: webhookserver.FieldOwner, Recorder: mgr.GetEventRecorder(webhookserver.FieldOwner),
+	})
+	if o.role.servesCallbacks() {
+		if err := addCallbackServer(mgr, o, store, log); err != nil {
+			return err
+		}
+	}
+	if o.role.reconciles() {
+		if err := addControllers(mgr, o, store, log); err != nil {
+			return err
+		}
+	}
+
+	setupLog.Info("Starting manager", "role", o.role, "sdkAppId", o.sdkAppID, "roomNamespace", o.roomNamespace, "leaderElection", o.leaderElect)
+	return mgr.Start(ctx)
+}
+
+// metricsOptions serve metrics as kubebuilder's scaffold does: over HTTPS, with a
+// self-signed certificate unless one is given, to clients whose bearer token the API
+// server authenticates (TokenReview) and authorizes for GET /metrics (SubjectAccessReview).
+func metricsOptions(o *options) (metricsserver.Options, *certwatcher.CertWatcher, error) {
+	opts := metricsserver.Options{BindAddress: o.metricsBindAddress, SecureServing: o.metricsSecure}
+	if !o.metricsSecure {
+		return opts, nil, nil
+	}
+	opts.FilterProvider = filters.WithAuthenticationAndAuthorization
+	if !o.enableHTTP2 {
+		// HTTP/1.1 only: HTTP/2 Stream Cancellation and Rapid Reset (GHSA-qppj-fm5r-hxr3,
+		// GHSA-4374-p667-p6c8).
+		opts.TLSOpts = append(opts.TLSOpts, func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} })
+	}
+	if o.metricsCertPath == "" {
+		return opts, nil, nil
+	}
+	certs, err := certwatcher.New(filepath.Join(o.metricsCertPath, o.metricsCertName), filepath.Join(o.metricsCertPath, o.metricsCertKey))
+	if err != nil {
+		return opts, nil, fmt.Errorf("loading the metrics certificate: %w", err)
+	}
+	opts.TLSOpts = append(opts.TLSOpts, func(c *tls.Config) { c.GetCertificate = certs.GetCertificate })
+	return opts, certs, nil
+}
+
+// addCallbackServer adds the callback server and its fan-out to the app's backend; both
+// run in every replica.
+func addCallbackServer(mgr manager.Manager, o *options, store *roomstore.Store, log logr.Logger) error {
+	setupLog := log.WithName("setup")
 	tokens, err := webhookserver.NewTokens(o.callbackTokenFile, os.Getenv("LIVEROOM_CALLBACK_TOKENS"))
 	if err != nil {
 		return err
@@ -198,27 +378,17 @@ func run(ctx context.Context, args []string) error {
 		Timeout:     o.callbackTimeout,
 		Forwarder:   forwarder,
 	}
-	store := webhookserver.NewStore(callbackOpts, mgr.GetClient(), mgr.GetAPIReader(), mgr.GetEventRecorder(webhookserver.FieldOwner))
 	srv := webhookserver.NewWithStore(callbackOpts, store, webhookserver.NewMetrics(metrics.Registry), log.WithName("callback"))
 	if err := mgr.Add(srv); err != nil {
 		return err
 	}
+	return mgr.AddReadyzCheck("callback-server", srv.Ready)
+}
 
-	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
-		return err
-	}
-	if err := mgr.AddReadyzCheck("callback-server", srv.Ready); err != nil {
-		return err
-	}
-	if err := mgr.AddReadyzCheck("informers", func(r *http.Request) error {
-		if !mgr.GetCache().WaitForCacheSync(r.Context()) {
-			return errors.New("informer caches are not synced")
-		}
-		return nil
-	}); err != nil {
-		return err
-	}
-
+// addControllers adds the reconcilers and, with a Tencent secret key, the resync; all of
+// them run in the elected leader only.
+func addControllers(mgr manager.Manager, o *options, store *roomstore.Store, log logr.Logger) error {
+	setupLog := log.WithName("setup")
 	tencentClient, err := newTencentClient(o)
 	if err != nil {
 		return err
@@ -251,9 +421,7 @@ func run(ctx context.Context, args []string) error {
 	if err := (&controllers.RecordingPolicyReconciler{Client: mgr.GetClient(), Scheme: mgr.GetScheme()}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the RecordingPolicy controller: %w", err)
 	}
-
-	setupLog.Info("Starting manager", "sdkAppId", o.sdkAppID, "roomNamespace", o.roomNamespace, "leaderElection", o.leaderElect)
-	return mgr.Start(ctx)
+	return nil
 }
 
 // secretKey returns where the Tencent secret key comes from: the file, read afresh each

@@ -1,8 +1,9 @@
 // Command demo runs the operator on a local cluster and walks through a room's life: it
 // starts etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok nodes,
-// installs the CRDs and RBAC from config/default, runs bin/manager with the RBAC's
-// ServiceAccount, sends signed Tencent callbacks and shows what the operator made of them.
-// With --keep (or without --script) it leaves everything running until Ctrl-C.
+// installs the CRDs and RBAC from config/default, runs bin/manager twice as in production
+// (--role=callback and --role=controller, each with its own ServiceAccount), sends signed
+// Tencent callbacks and shows what the operator made of them. With --keep (or without
+// --script) it leaves everything running until Ctrl-C.
 package main
 
 import (
@@ -30,6 +31,8 @@ const (
 	demoToken  = "demo-callback-token"
 	roomNS     = "live"
 	operatorNS = "liveroom-system"
+	// metricsSA may read the metrics endpoints (ClusterRole liveroom-metrics-reader).
+	metricsSA = "demo-metrics-reader"
 )
 
 type demo struct {
@@ -37,8 +40,9 @@ type demo struct {
 	binDir      string
 	real        bool
 	cluster     *localcluster.Cluster
-	manager     *exec.Cmd
+	managers    []*exec.Cmd
 	callbackURL string
+	metricsURLs []string // "role: URL"
 	step, steps int
 }
 
@@ -95,8 +99,8 @@ func (d *demo) run(ctx context.Context, script, keep bool) error {
 	} else if err := d.do("Installing CRDs, RBAC and configuration with kustomize (config/default, without the Deployment)",
 		"check `kubectl kustomize config/default` renders", d.install(ctx)); err != nil {
 		return err
-	} else if err := d.do("Running bin/manager as ServiceAccount liveroom-controller-manager (signed callbacks, leader election)",
-		"run `make build`; the manager's log is "+filepath.Join(d.work, "logs", "manager.log"), func() error { return d.startManager(ctx) }); err != nil {
+	} else if err := d.do("Running bin/manager as in production: --role=callback as ServiceAccount liveroom-callback-server (signed callbacks), --role=controller as liveroom-controller-manager (leader election)",
+		"run `make build`; the logs are "+filepath.Join(d.work, "logs", "callback.log")+" and controller.log", func() error { return d.startManagers(ctx) }); err != nil {
 		return err
 	}
 	if script {
@@ -108,6 +112,10 @@ func (d *demo) run(ctx context.Context, script, keep bool) error {
 		fmt.Printf("    export KUBECONFIG=%s\n", d.cluster.Kubeconfig)
 		fmt.Printf("    %s get liverooms -n %s\n", filepath.Join(d.binDir, "kubectl"), roomNS)
 		fmt.Printf("    callbacks: %s (token %q, SdkAppid %s)\n", d.callbackURL, demoToken, sdkAppID)
+		fmt.Printf("    metrics: curl -k -H \"Authorization: Bearer $(%s create token %s -n %s)\" URL\n", filepath.Join(d.binDir, "kubectl"), metricsSA, operatorNS)
+		for _, url := range d.metricsURLs {
+			fmt.Printf("      %s\n", url)
+		}
 		fmt.Printf("    logs: %s\n", filepath.Join(d.work, "logs"))
 		if keep {
 			fmt.Println("    Press Ctrl-C to stop everything.")
@@ -132,7 +140,7 @@ func (d *demo) script(ctx context.Context) error {
 	}
 	now := time.Now().Unix()
 	if err := d.do("Sending signed create callbacks: the seed sample room, a RoomId that is no DNS name, and a third room",
-		"the manager log says why a callback was refused", func() error {
+		"the callback server's log says why a callback was refused", func() error {
 			for _, body := range []string{
 				fmt.Sprintf(`{"CallbackCommand":"Live.CallbackAfterCreateRoom","Operator_Account":"admin","RoomInfo":{"RoomId":"tandy-test-rest","RoomName":"tandy-test-rest","RoomType":"Live","Owner_Account":"user3","MaxMemberCount":300,"IsMessageDisabled":true,"CustomInfo":"custom123","IsSeatEnabled":true,"TakeSeatMode":"ApplyToTake","MaxSeatCount":16,"CreateTime":%d,"IsPublicVisible":true,"CoverURL":"cover url","Category":[1,2]}}`, now),
 				fmt.Sprintf(`{"CallbackCommand":"Live.CallbackAfterCreateRoom","RoomInfo":{"RoomId":"Room_ABC.01","RoomName":"Evening show","RoomType":"Live","Owner_Account":144115216631667826,"TakeSeatMode":2,"MaxSeatCount":8,"CreateTime":%d,"Category":[3]}}`, now),
@@ -150,7 +158,7 @@ func (d *demo) script(ctx context.Context) error {
 		return err
 	}
 	if err := d.do("Rooms, recording Jobs and their pods (kwok runs the pods)",
-		"check the manager log and `kubectl describe liveroom tandy-test-rest -n live`", func() error {
+		"check the controller log and `kubectl describe liveroom tandy-test-rest -n live`", func() error {
 			if err := d.waitFor(ctx, "recording pod of tandy-test-rest Running", func() (bool, error) {
 				out, err := d.cluster.Kubectl(ctx, "", "get", "pods", "-n", roomNS, "-l", "live.liveroom.io/room=tandy-test-rest", "-o", "jsonpath={.items[*].status.phase}")
 				return strings.Contains(out, "Running"), err
@@ -177,7 +185,7 @@ func (d *demo) script(ctx context.Context) error {
 		return err
 	}
 	return d.do("Sending the destroy callback of tandy-test-rest: the room ends, its recording stops",
-		"check the manager log", func() error {
+		"check the callback server's and the controller's logs", func() error {
 			if err := d.callback(ctx, "Live.CallbackAfterDestroyRoom", fmt.Sprintf(`{"CallbackCommand":"Live.CallbackAfterDestroyRoom","Operator_Account":"admin","RoomId":"tandy-test-rest","EventType":"DestroyByUser","EventTime":%d,"Statistic":{"TotalViewers":2,"TotalGiftsSent":0,"TotalGiftCoins":0,"TotalUniqueGiftSenders":0,"TotalLikesReceived":5}}`, time.Now().UnixMilli())); err != nil {
 				return err
 			}
@@ -204,8 +212,9 @@ func (d *demo) script(ctx context.Context) error {
 		})
 }
 
-// install applies everything config/default renders except the Deployment and its
-// PodDisruptionBudget: the demo runs the manager binary itself.
+// install applies everything config/default renders except the Deployments and the
+// PodDisruptionBudget: the demo runs the manager binary itself. It adds a ServiceAccount
+// allowed to read metrics, as one would bind Prometheus'.
 func (d *demo) install(ctx context.Context) func() error {
 	return func() error {
 		rendered, err := d.cluster.Kubectl(ctx, "", "kustomize", filepath.Join(d.root, "config/default"))
@@ -222,8 +231,14 @@ func (d *demo) install(ctx context.Context) func() error {
 		if _, err := d.cluster.Kubectl(ctx, strings.Join(keep, "\n---\n"), "apply", "--server-side", "-f", "-"); err != nil {
 			return err
 		}
-		if _, err := d.cluster.Kubectl(ctx, "", "create", "namespace", roomNS); err != nil {
-			return err
+		for _, args := range [][]string{
+			{"create", "namespace", roomNS},
+			{"create", "serviceaccount", metricsSA, "-n", operatorNS},
+			{"create", "clusterrolebinding", metricsSA, "--clusterrole=liveroom-metrics-reader", "--serviceaccount=" + operatorNS + ":" + metricsSA},
+		} {
+			if _, err := d.cluster.Kubectl(ctx, "", args...); err != nil {
+				return err
+			}
 		}
 		if err := d.show(ctx, "api-resources", "--api-group=live.liveroom.io"); err != nil {
 			return err
@@ -232,36 +247,55 @@ func (d *demo) install(ctx context.Context) func() error {
 	}
 }
 
-func (d *demo) startManager(ctx context.Context) error {
-	kubeconfig := filepath.Join(d.work, "manager.kubeconfig")
-	if err := d.cluster.ServiceAccountKubeconfig(ctx, operatorNS, "liveroom-controller-manager", kubeconfig); err != nil {
-		return err
-	}
+// startManagers runs the callback server and the controller, each with its
+// ServiceAccount's token, as their Deployments do.
+func (d *demo) startManagers(ctx context.Context) error {
 	tokens := filepath.Join(d.work, "callback-tokens")
 	if err := os.WriteFile(tokens, []byte(demoToken+"\n"), 0o600); err != nil {
 		return err
 	}
-	ports, err := localcluster.FreePorts(3)
+	ports, err := localcluster.FreePorts(1)
 	if err != nil {
 		return err
 	}
-	log, err := os.Create(filepath.Join(d.work, "logs", "manager.log"))
+	callbackAddr := "127.0.0.1:" + ports[0]
+	if err := d.startManager(ctx, "callback", "liveroom-callback-server",
+		"--callback-token-file="+tokens, "--callback-bind-address="+callbackAddr); err != nil {
+		return err
+	}
+	d.callbackURL = "http://" + callbackAddr + "/callback"
+	return d.startManager(ctx, "controller", "liveroom-controller-manager",
+		"--leader-elect", "--leader-election-namespace="+operatorNS, "--ended-room-ttl=1h")
+}
+
+// startManager runs bin/manager in role as ServiceAccount sa and waits until it is ready.
+func (d *demo) startManager(ctx context.Context, role, sa string, roleArgs ...string) error {
+	kubeconfig := filepath.Join(d.work, role+".kubeconfig")
+	if err := d.cluster.ServiceAccountKubeconfig(ctx, operatorNS, sa, kubeconfig); err != nil {
+		return err
+	}
+	ports, err := localcluster.FreePorts(2)
 	if err != nil {
 		return err
 	}
-	d.manager = exec.Command(filepath.Join(d.root, "bin", "manager"),
-		"--kubeconfig="+kubeconfig, "--sdk-app-id="+sdkAppID, "--room-namespace="+roomNS,
-		"--callback-token-file="+tokens, "--leader-elect", "--leader-election-namespace="+operatorNS,
-		"--callback-bind-address=127.0.0.1:"+ports[0], "--metrics-bind-address=127.0.0.1:"+ports[1],
-		"--health-probe-bind-address=127.0.0.1:"+ports[2], "--ended-room-ttl=1h")
-	d.manager.Stdout, d.manager.Stderr = log, log
-	d.manager.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := d.manager.Start(); err != nil {
+	log, err := os.Create(filepath.Join(d.work, "logs", role+".log"))
+	if err != nil {
 		return err
 	}
-	d.callbackURL = "http://127.0.0.1:" + ports[0] + "/callback"
-	return d.waitFor(ctx, "manager ready", func() (bool, error) {
-		resp, err := http.Get("http://127.0.0.1:" + ports[2] + "/readyz")
+	args := append([]string{
+		"--role=" + role, "--kubeconfig=" + kubeconfig, "--sdk-app-id=" + sdkAppID, "--room-namespace=" + roomNS,
+		"--metrics-bind-address=127.0.0.1:" + ports[0], "--health-probe-bind-address=127.0.0.1:" + ports[1],
+	}, roleArgs...)
+	cmd := exec.Command(filepath.Join(d.root, "bin", "manager"), args...)
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	d.managers = append(d.managers, cmd)
+	d.metricsURLs = append(d.metricsURLs, role+": https://127.0.0.1:"+ports[0]+"/metrics")
+	return d.waitFor(ctx, role+" ready", func() (bool, error) {
+		resp, err := http.Get("http://127.0.0.1:" + ports[1] + "/readyz")
 		if err != nil {
 			return false, nil
 		}
@@ -326,14 +360,16 @@ func (d *demo) waitFor(ctx context.Context, what string, ok func() (bool, error)
 }
 
 func (d *demo) stop() {
-	if d.manager != nil && d.manager.Process != nil {
-		_ = d.manager.Process.Signal(syscall.SIGTERM)
+	for _, m := range d.managers {
+		_ = m.Process.Signal(syscall.SIGTERM)
+	}
+	for _, m := range d.managers {
 		done := make(chan struct{})
-		go func() { _ = d.manager.Wait(); close(done) }()
+		go func() { _ = m.Wait(); close(done) }()
 		select {
 		case <-done:
 		case <-time.After(20 * time.Second):
-			_ = d.manager.Process.Kill()
+			_ = m.Process.Kill()
 		}
 	}
 	if d.cluster != nil {

@@ -1,12 +1,14 @@
 // Package e2e drives the built operator as a user would: bin/manager runs as separate
-// processes with the ServiceAccount and RBAC that config/default installs, on a local
-// cluster with a real garbage collector, Job controller, scheduler and kwok nodes.
+// processes in its two roles, callback server and controller, each with the ServiceAccount
+// and RBAC that config/default installs for it, on a local cluster with a real garbage
+// collector, Job controller, scheduler and kwok nodes.
 package e2e
 
 import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"io"
@@ -34,7 +36,12 @@ const (
 	token      = "e2e-token"
 	roomNS     = "live"
 	operatorNS = "liveroom-system"
-	saName     = "liveroom-controller-manager"
+	// The ServiceAccounts of config/default's two Deployments.
+	callbackSA   = "liveroom-callback-server"
+	controllerSA = "liveroom-controller-manager"
+	// A ServiceAccount of Prometheus' kind, bound to ClusterRole liveroom-metrics-reader.
+	metricsNS = "monitoring"
+	metricsSA = "prometheus"
 )
 
 var rootFlag = flag.String("root", "", "repository root (default: found from this file)")
@@ -42,6 +49,8 @@ var rootFlag = flag.String("root", "", "repository root (default: found from thi
 var (
 	cluster *localcluster.Cluster
 	work    string
+	// metricsToken is a token of metricsSA, which may GET /metrics.
+	metricsToken string
 )
 
 func TestMain(m *testing.M) {
@@ -94,8 +103,9 @@ func runSuite(m *testing.M) int {
 }
 
 // install checks that everything config/default renders passes a server-side dry-run
-// apply, then applies all of it but the Deployment and PodDisruptionBudget: the tests run
-// the manager binary themselves, with the installed ServiceAccount's credentials.
+// apply, then applies all of it but the Deployments and PodDisruptionBudget: the tests run
+// the manager binary themselves, with the installed ServiceAccounts' credentials. It also
+// creates a metrics reader as a user would for Prometheus.
 func install(ctx context.Context) error {
 	rendered, err := cluster.Kubectl(ctx, "", "kustomize", filepath.Join(root(), "config", "default"))
 	if err != nil {
@@ -129,48 +139,89 @@ func install(ctx context.Context) error {
 	if _, err := cluster.Kubectl(ctx, strings.Join(keep, "\n---\n"), "apply", "--server-side", "-f", "-"); err != nil {
 		return err
 	}
-	_, err = cluster.Kubectl(ctx, "", "create", "namespace", roomNS)
+	for _, args := range [][]string{
+		{"create", "namespace", roomNS},
+		{"create", "namespace", metricsNS},
+		{"create", "serviceaccount", metricsSA, "-n", metricsNS},
+		{"create", "clusterrolebinding", "e2e-metrics-reader", "--clusterrole=liveroom-metrics-reader", "--serviceaccount=" + metricsNS + ":" + metricsSA},
+	} {
+		if _, err := cluster.Kubectl(ctx, "", args...); err != nil {
+			return err
+		}
+	}
+	metricsToken, err = createToken(ctx, metricsNS, metricsSA)
 	return err
 }
 
-// manager is one bin/manager process.
+// createToken is a token of a ServiceAccount, from `kubectl create token`.
+func createToken(ctx context.Context, namespace, name string) (string, error) {
+	out, err := cluster.Kubectl(ctx, "", "create", "token", name, "-n", namespace, "--duration=24h")
+	return strings.TrimSpace(out), err
+}
+
+// manager is one bin/manager process, in one role.
 type manager struct {
-	name                      string
-	cmd                       *exec.Cmd
-	callback, metrics, probes string
-	done                      chan struct{}
+	name string
+	cmd  *exec.Cmd
+	// callback is the callback server's address; "" for the controller role.
+	callback        string
+	metrics, probes string
+	done            chan struct{}
 }
 
 var managerCount atomic.Int32
 
-// startManager runs bin/manager as the installed ServiceAccount, as the Deployment would,
-// with rooms in roomNS unless extra flags say otherwise.
-func startManager(t *testing.T, extra ...string) *manager {
+// startCallback runs bin/manager --role=callback as the callback server's ServiceAccount,
+// as its Deployment would, with rooms in roomNS unless extra flags say otherwise.
+func startCallback(t *testing.T, extra ...string) *manager {
 	t.Helper()
-	n := managerCount.Add(1)
-	kubeconfig := filepath.Join(work, fmt.Sprintf("manager-%d.kubeconfig", n))
-	if err := cluster.ServiceAccountKubeconfig(context.Background(), operatorNS, saName, kubeconfig); err != nil {
-		t.Fatal(err)
-	}
 	tokens := filepath.Join(work, "tokens")
 	if err := os.WriteFile(tokens, []byte(token+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ports, err := localcluster.FreePorts(3)
+	ports, err := localcluster.FreePorts(1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	log, err := os.Create(filepath.Join(work, "logs", fmt.Sprintf("manager-%d.log", n)))
+	callback := "127.0.0.1:" + ports[0]
+	m := startManager(t, "callback", callbackSA, append([]string{
+		"--callback-token-file=" + tokens, "--callback-bind-address=" + callback,
+	}, extra...))
+	m.callback = callback
+	return m
+}
+
+// startController runs bin/manager --role=controller as the controller's ServiceAccount,
+// leader-elected as its Deployment is, with rooms in roomNS unless extra flags say otherwise.
+func startController(t *testing.T, extra ...string) *manager {
+	t.Helper()
+	return startManager(t, "controller", controllerSA, append([]string{
+		"--leader-elect", "--leader-election-namespace=" + operatorNS, "--ended-room-ttl=1h",
+	}, extra...))
+}
+
+// startManager runs bin/manager in role as ServiceAccount sa and waits until it is ready.
+func startManager(t *testing.T, role, sa string, roleArgs []string) *manager {
+	t.Helper()
+	n := managerCount.Add(1)
+	name := fmt.Sprintf("%s-%d", role, n)
+	kubeconfig := filepath.Join(work, name+".kubeconfig")
+	if err := cluster.ServiceAccountKubeconfig(context.Background(), operatorNS, sa, kubeconfig); err != nil {
+		t.Fatal(err)
+	}
+	ports, err := localcluster.FreePorts(2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := &manager{name: fmt.Sprintf("manager-%d", n), callback: "127.0.0.1:" + ports[0], metrics: "127.0.0.1:" + ports[1], probes: "127.0.0.1:" + ports[2], done: make(chan struct{})}
+	log, err := os.Create(filepath.Join(work, "logs", "manager-"+name+".log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &manager{name: name, metrics: "127.0.0.1:" + ports[0], probes: "127.0.0.1:" + ports[1], done: make(chan struct{})}
 	args := append([]string{
-		"--kubeconfig=" + kubeconfig, "--sdk-app-id=" + appID, "--room-namespace=" + roomNS,
-		"--callback-token-file=" + tokens, "--leader-elect", "--leader-election-namespace=" + operatorNS,
-		"--callback-bind-address=" + m.callback, "--metrics-bind-address=" + m.metrics,
-		"--health-probe-bind-address=" + m.probes, "--ended-room-ttl=1h", "--zap-log-level=debug",
-	}, extra...)
+		"--role=" + role, "--kubeconfig=" + kubeconfig, "--sdk-app-id=" + appID, "--room-namespace=" + roomNS,
+		"--metrics-bind-address=" + m.metrics, "--health-probe-bind-address=" + m.probes, "--zap-log-level=debug",
+	}, roleArgs...)
 	m.cmd = exec.Command(filepath.Join(root(), "bin", "manager"), args...)
 	m.cmd.Stdout, m.cmd.Stderr = log, log
 	m.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -206,20 +257,45 @@ func (m *manager) stop() {
 	}
 }
 
-// isLeader reads controller-runtime's leader election gauge from the manager's metrics.
+// isLeader reads controller-runtime's leader election gauge from the manager's metrics,
+// as Prometheus would: over HTTPS with the metrics reader's token.
 func (m *manager) isLeader() bool {
-	resp, err := http.Get("http://" + m.metrics + "/metrics")
-	if err != nil {
+	status, body, err := m.getMetrics(metricsToken)
+	if err != nil || status != http.StatusOK {
 		return false
 	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
+	sc := bufio.NewScanner(strings.NewReader(body))
 	for sc.Scan() {
 		if strings.HasPrefix(sc.Text(), "leader_election_master_status") && strings.HasSuffix(sc.Text(), " 1") {
 			return true
 		}
 	}
 	return false
+}
+
+// metricsClient trusts any certificate: the manager's is self-signed, as with the
+// ServiceMonitor of config/prometheus.
+var metricsClient = &http.Client{
+	Timeout:   10 * time.Second,
+	Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}},
+}
+
+// getMetrics GETs the manager's /metrics with a bearer token ("" for none).
+func (m *manager) getMetrics(bearer string) (int, string, error) {
+	req, err := http.NewRequest(http.MethodGet, "https://"+m.metrics+"/metrics", nil)
+	if err != nil {
+		return 0, "", err
+	}
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
+	resp, err := metricsClient.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
 }
 
 // send POSTs a Tencent callback signed with the test token.

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strings"
@@ -14,12 +15,13 @@ import (
 
 const timeout = 90 * time.Second
 
-// The scenarios run in file order against shared managers: one user's day with the
-// operator, then a leader failover.
+// The scenarios run in file order, each with callback servers and controllers of its own:
+// one user's day with the operator, then a failover of the controller's leader.
 
 func TestCallbacksBecomeLiveRoomsAndRecordings(t *testing.T) {
 	g := NewWithT(t)
-	m := startManager(t)
+	m := startCallback(t)
+	startController(t)
 	kubectlApply(t, recordingPolicy("record-live", "Live"))
 
 	mustSend(t, m, "Live.CallbackAfterCreateRoom", createBody("tandy-test-rest", "user3", "Live"))
@@ -100,21 +102,23 @@ func table(out string) (header []string, rows map[string][]string) {
 func TestLeaderFailoverKeepsServingAndNeverDuplicatesJobs(t *testing.T) {
 	g := NewWithT(t)
 	kubectlApply(t, recordingPolicy("record-live", "Live"))
-	a, b := startManager(t), startManager(t)
+	callbacks := []*manager{startCallback(t), startCallback(t)}
+	a, b := startController(t), startController(t)
 	leader, follower := electedPair(g, a, b)
 
-	// Both replicas serve callbacks, leader or not.
-	for i, m := range []*manager{leader, follower} {
+	// Both callback servers serve; neither takes part in the election.
+	for i, m := range callbacks {
 		mustSend(t, m, "Live.CallbackAfterCreateRoom", createBody(fmt.Sprintf("failover-%d", i), "u", "Live"))
+		g.Expect(m.isLeader()).To(BeFalse(), "%s elects no leader", m.name)
 	}
 	rooms := 2
 
 	// A rolling update: the leader gets SIGTERM and hands its lease over.
-	rooms += failover(t, leader, follower, func() { leader.stop() }, 10*time.Second, "graceful")
+	rooms += failover(t, callbacks, follower, func() { leader.stop() }, 10*time.Second, "graceful")
 
 	// A crash: the new leader is killed; a third replica takes over once the lease lapses.
-	c := startManager(t)
-	rooms += failover(t, follower, c, func() {
+	c := startController(t)
+	rooms += failover(t, callbacks, c, func() {
 		_ = follower.cmd.Process.Kill()
 		<-follower.done
 	}, 15*time.Second+10*time.Second, "crash")
@@ -156,10 +160,10 @@ func electedPair(g Gomega, a, b *manager) (leader, follower *manager) {
 	return leader, follower
 }
 
-// failover stops the leader with stopLeader while callbacks keep going to the survivor,
-// checks the survivor leads within within and answered every callback, and returns the
-// number of rooms created meanwhile.
-func failover(t *testing.T, leader, survivor *manager, stopLeader func(), within time.Duration, kind string) int {
+// failover stops the controller's leader with stopLeader while callbacks keep going to the
+// callback servers, checks the survivor leads within within and every callback was
+// answered, and returns the number of rooms created meanwhile.
+func failover(t *testing.T, callbacks []*manager, survivor *manager, stopLeader func(), within time.Duration, kind string) int {
 	g := NewWithT(t)
 	var sent, failed atomic.Int32
 	stop := make(chan struct{})
@@ -173,7 +177,7 @@ func failover(t *testing.T, leader, survivor *manager, stopLeader func(), within
 				return
 			case <-time.After(100 * time.Millisecond):
 			}
-			status, _, err := send(survivor, "Live.CallbackAfterCreateRoom", createBody(fmt.Sprintf("during-%s-%d", kind, i), "u", "Live"))
+			status, _, err := send(callbacks[i%len(callbacks)], "Live.CallbackAfterCreateRoom", createBody(fmt.Sprintf("during-%s-%d", kind, i), "u", "Live"))
 			sent.Add(1)
 			if err != nil || status != http.StatusOK {
 				failed.Add(1)
@@ -184,10 +188,132 @@ func failover(t *testing.T, leader, survivor *manager, stopLeader func(), within
 	stopLeader()
 	g.Eventually(survivor.isLeader, within, 100*time.Millisecond).Should(BeTrue(), "%s: the survivor takes over", kind)
 	t.Logf("%s: the survivor led %s after the leader stopped", kind, time.Since(stopped).Round(100*time.Millisecond))
-	time.Sleep(time.Second) // a few more callbacks to the new leader
+	time.Sleep(time.Second) // a few more callbacks once the new leader reconciles
 	close(stop)
 	wg.Wait()
 	g.Expect(failed.Load()).To(BeZero(), "%s: callbacks served throughout (%d sent)", kind, sent.Load())
 	g.Expect(sent.Load()).To(BeNumerically(">", 5))
 	return int(sent.Load())
+}
+
+// TestServiceAccountsHoldOnlyTheirRolesPermissions asks the API server what each installed
+// ServiceAccount may do: the internet-facing callback server stores LiveRooms and nothing
+// more; the controller runs Jobs and deletes rooms. Neither reads Secrets.
+func TestServiceAccountsHoldOnlyTheirRolesPermissions(t *testing.T) {
+	for _, tc := range []struct {
+		sa   string
+		can  [][]string
+		cant [][]string
+	}{{
+		sa: callbackSA,
+		can: [][]string{
+			{"get", "liverooms.live.liveroom.io", "-n", roomNS},
+			{"list", "liverooms.live.liveroom.io", "-A"},
+			{"watch", "liverooms.live.liveroom.io", "-A"},
+			{"create", "liverooms.live.liveroom.io", "-n", roomNS},
+			{"patch", "liverooms.live.liveroom.io", "-n", roomNS},
+			{"patch", "liverooms.live.liveroom.io", "--subresource=status", "-n", roomNS},
+			{"create", "events.events.k8s.io", "-n", roomNS},
+			{"create", "tokenreviews.authentication.k8s.io"},
+			{"create", "subjectaccessreviews.authorization.k8s.io"},
+		},
+		cant: [][]string{
+			{"create", "jobs.batch", "-n", roomNS},
+			{"patch", "jobs.batch", "-n", roomNS},
+			{"create", "pods", "-n", roomNS},
+			{"delete", "liverooms.live.liveroom.io", "-n", roomNS},
+			{"update", "liverooms.live.liveroom.io", "--subresource=finalizers", "-n", roomNS},
+			{"list", "recordingpolicies.live.liveroom.io", "-n", roomNS},
+			{"get", "secrets", "-n", operatorNS},
+			{"list", "secrets", "-n", roomNS},
+			{"create", "leases.coordination.k8s.io", "-n", operatorNS},
+			{"get", "/metrics"},
+		},
+	}, {
+		sa: controllerSA,
+		can: [][]string{
+			{"create", "jobs.batch", "-n", roomNS},
+			{"patch", "jobs.batch", "-n", roomNS},
+			{"delete", "liverooms.live.liveroom.io", "-n", roomNS},
+			{"create", "liverooms.live.liveroom.io", "-n", roomNS},
+			{"update", "liverooms.live.liveroom.io", "--subresource=finalizers", "-n", roomNS},
+			{"list", "recordingpolicies.live.liveroom.io", "-A"},
+			{"patch", "recordingpolicies.live.liveroom.io", "--subresource=status", "-n", roomNS},
+			{"create", "leases.coordination.k8s.io", "-n", operatorNS},
+			{"create", "tokenreviews.authentication.k8s.io"},
+		},
+		cant: [][]string{
+			{"get", "secrets", "-n", operatorNS},
+			{"create", "pods", "-n", roomNS},
+			{"delete", "jobs.batch", "-n", roomNS},
+			{"create", "leases.coordination.k8s.io", "-n", roomNS},
+		},
+	}} {
+		t.Run(tc.sa, func(t *testing.T) {
+			for _, args := range tc.can {
+				if !canI(t, tc.sa, args...) {
+					t.Errorf("%s cannot %v", tc.sa, args)
+				}
+			}
+			for _, args := range tc.cant {
+				if canI(t, tc.sa, args...) {
+					t.Errorf("%s can %v", tc.sa, args)
+				}
+			}
+		})
+	}
+}
+
+// canI is `kubectl auth can-i` as a ServiceAccount of the operator's namespace.
+func canI(t *testing.T, sa string, args ...string) bool {
+	t.Helper()
+	out, err := cluster.Kubectl(context.Background(), "", append([]string{"auth", "can-i", "--as=system:serviceaccount:" + operatorNS + ":" + sa}, args...)...)
+	// The answer is the last line; warnings (e.g. a namespace given for a cluster-scoped
+	// resource) come before it.
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	switch answer := strings.TrimSpace(lines[len(lines)-1]); {
+	case answer == "yes" && err == nil:
+		return true
+	case strings.HasPrefix(answer, "no"):
+		return false
+	default:
+		t.Fatalf("kubectl auth can-i %v: %s %v", args, out, err)
+		return false
+	}
+}
+
+// TestMetricsAnswerOnlyAuthorizedTokens: both roles serve metrics over HTTPS to a token
+// allowed GET /metrics, and to nobody else.
+func TestMetricsAnswerOnlyAuthorizedTokens(t *testing.T) {
+	g := NewWithT(t)
+	stranger := "metrics-stranger"
+	kubectl(t, "create", "serviceaccount", stranger, "-n", metricsNS)
+	strangerToken, err := createToken(context.Background(), metricsNS, stranger)
+	g.Expect(err).NotTo(HaveOccurred())
+
+	for _, m := range []*manager{startCallback(t), startController(t)} {
+		// The metrics server may start listening just after the probes answer.
+		g.Eventually(func() (int, error) {
+			status, _, err := m.getMetrics("")
+			return status, err
+		}, 10*time.Second, 100*time.Millisecond).Should(Equal(http.StatusUnauthorized), "%s without a token", m.name)
+		// controller-runtime's filter answers 500, not 401, when the API server rejects the
+		// token with an error (TokenReview status.error).
+		status, _, err := m.getMetrics("not-a-token")
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(status).NotTo(Equal(http.StatusOK), "%s with a token the API server does not know", m.name)
+		status, _, err = m.getMetrics(strangerToken)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(status).To(Equal(http.StatusForbidden), "%s with a token not allowed GET /metrics", m.name)
+		status, body, err := m.getMetrics(metricsToken)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(status).To(Equal(http.StatusOK), "%s with the metrics reader's token", m.name)
+		g.Expect(body).To(ContainSubstring("controller_runtime_"))
+		// Plain HTTP is not served on the metrics port.
+		resp, err := http.Get("http://" + m.metrics + "/metrics")
+		if err == nil {
+			resp.Body.Close()
+			g.Expect(resp.StatusCode).To(Equal(http.StatusBadRequest), "%s over plain HTTP", m.name)
+		}
+	}
 }

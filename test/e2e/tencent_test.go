@@ -12,7 +12,7 @@ import (
 	"github.com/liveroom-io/liveroom-operator/internal/tencent/faketencent"
 )
 
-// TestResyncCreatesRoomsListedInTencent points bin/manager at a fake Tencent REST API:
+// TestResyncCreatesRoomsListedInTencent points the controller at a fake Tencent REST API:
 // rooms whose create callbacks never arrived appear from the resync alone, and a declared
 // room is created in Tencent.
 func TestResyncCreatesRoomsListedInTencent(t *testing.T) {
@@ -27,7 +27,7 @@ func TestResyncCreatesRoomsListedInTencent(t *testing.T) {
 	key := filepath.Join(work, "tencent-secret-key")
 	g.Expect(os.WriteFile(key, []byte("e2e-secret-key\n"), 0o600)).To(Succeed())
 
-	startManager(t, "--room-namespace="+ns, "--tencent-api-url="+fake.URL(), "--tencent-secret-key-file="+key, "--resync-interval=2s")
+	startController(t, "--room-namespace="+ns, "--tencent-api-url="+fake.URL(), "--tencent-secret-key-file="+key, "--resync-interval=2s")
 	g.Eventually(func() string {
 		return kubectl(t, "get", "liveroom", "lost-callback-1", "-n", ns, "--ignore-not-found", "-o", `jsonpath={.metadata.annotations.live\.liveroom\.io/origin}/{.status.phase}/{.spec.owner}/{.spec.roomName}`)
 	}, timeout).Should(Equal("resync/Live/user5/Never called back"))

@@ -31,7 +31,8 @@ type SeatSpecApplyConfiguration struct {
 	Enabled *bool `json:"enabled,omitempty"`
 	// mode is how members take seats.
 	Mode *apiv1alpha1.SeatMode `json:"mode,omitempty"`
-	// max is the number of seats. Tencent bounds it by the app's package.
+	// max is the number of seats. Tencent bounds it by the app's package (16 in the
+	// packages documented); a room reports at most 256 seats in its status.
 	Max *int32 `json:"max,omitempty"`
 }
 
