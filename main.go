@@ -70,7 +70,7 @@ func (r role) cache() (opts cache.Options, trimsRooms bool) {
 	}
 	return caches.All(), false
 }
-func (r role) reconciles() bool      { return r == roleController || r == roleAll }
+func (r role) reconciles() bool { return r == roleController || r == roleAll }
 
 // other is the role whose settings this one refuses.
 func (r role) other() role {
