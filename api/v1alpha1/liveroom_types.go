@@ -200,6 +200,15 @@ type LiveRoomSpec struct {
 	// recording holds the room's recording choices.
 	// +optional
 	Recording RecordingSpec `json:"recording,omitzero"`
+
+	// metadata is the room's metadata, for declared rooms: pushed to Tencent with
+	// set_room_metadata and del_room_metadata. Tencent's limits: at most 10 keys of at most
+	// 50 bytes, values of at most 2 KB, 16 KB of values in all.
+	// +kubebuilder:validation:MaxProperties=10
+	// +kubebuilder:validation:XValidation:rule="self.all(k, size(k) <= 50 && size(self[k]) <= 2048)",message="metadata keys are at most 50 bytes and values at most 2048"
+	// +kubebuilder:validation:XValidation:rule="self.map(k, size(self[k])).sum() <= 16384",message="metadata values are at most 16 KB in all"
+	// +optional
+	Metadata map[string]string `json:"metadata,omitempty"`
 }
 
 // SeatStatus is one seat as Tencent last reported it.
@@ -278,6 +287,11 @@ type EventTimes struct {
 	Owner int64 `json:"owner,omitempty"`
 	// +optional
 	Admins int64 `json:"admins,omitempty"`
+	// metadataKeys holds, per metadata key set or deleted, the time of its newest change,
+	// as adminAccounts does for admins.
+	// +kubebuilder:validation:MaxProperties=64
+	// +optional
+	MetadataKeys map[string]int64 `json:"metadataKeys,omitempty"`
 	// adminAccounts holds, per account added or removed as admin, the time of its newest
 	// change, so that an add and a delete delivered out of order end as Tencent ordered
 	// them. Removed accounts are kept for a while, up to MaxAdminTombstones.
@@ -401,6 +415,11 @@ type LiveRoomStatus struct {
 	// statistics are the final figures reported when the room was destroyed.
 	// +optional
 	Statistics *RoomStatistics `json:"statistics,omitempty"`
+
+	// metadata is the room's metadata as Tencent last reported it (metadata callbacks).
+	// +kubebuilder:validation:MaxProperties=10
+	// +optional
+	Metadata map[string]string `json:"metadata,omitempty"`
 
 	// recordings are the room's recordings, one per RecordingPolicy that selected it.
 	// +listType=map

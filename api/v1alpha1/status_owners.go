@@ -33,6 +33,7 @@ var liveRoomStatusOwners = map[string]StatusOwner{
 	"occupiedSeats":      StatusOwnerRoomEvents,
 	"audience":           StatusOwnerRoomEvents,
 	"statistics":         StatusOwnerRoomEvents,
+	"metadata":           StatusOwnerRoomEvents,
 	"recordings":         StatusOwnerController,
 	"tencent":            StatusOwnerController,
 	"observedGeneration": StatusOwnerController,

@@ -38,6 +38,20 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 		return &apiv1alpha1.CountWriteApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("EventTimes"):
 		return &apiv1alpha1.EventTimesApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("LiveApp"):
+		return &apiv1alpha1.LiveAppApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("LiveAppAPI"):
+		return &apiv1alpha1.LiveAppAPIApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("LiveAppCallback"):
+		return &apiv1alpha1.LiveAppCallbackApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("LiveAppForward"):
+		return &apiv1alpha1.LiveAppForwardApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("LiveAppRooms"):
+		return &apiv1alpha1.LiveAppRoomsApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("LiveAppSpec"):
+		return &apiv1alpha1.LiveAppSpecApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("LiveAppStatus"):
+		return &apiv1alpha1.LiveAppStatusApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("LiveRoom"):
 		return &apiv1alpha1.LiveRoomApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("LiveRoomSpec"):
@@ -54,12 +68,18 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 		return &apiv1alpha1.RecordingSpecApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("RecordingStatus"):
 		return &apiv1alpha1.RecordingStatusApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("RoomQuotaStatus"):
+		return &apiv1alpha1.RoomQuotaStatusApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("RoomStatistics"):
 		return &apiv1alpha1.RoomStatisticsApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("SeatSpec"):
 		return &apiv1alpha1.SeatSpecApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("SeatStatus"):
 		return &apiv1alpha1.SeatStatusApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("SecretKeyRef"):
+		return &apiv1alpha1.SecretKeyRefApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("TencentCallbackStatus"):
+		return &apiv1alpha1.TencentCallbackStatusApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("TencentRoomStatus"):
 		return &apiv1alpha1.TencentRoomStatusApplyConfiguration{}
 

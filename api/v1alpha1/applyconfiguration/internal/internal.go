@@ -56,6 +56,8 @@ var schemaYAML = typed.YAMLObject(`types:
           elementRelationship: associative
           keys:
           - replica
+- name: com.github.liveroom-io.liveroom-operator.api.v1alpha1.CallbackDeletionPolicy
+  scalar: string
 - name: com.github.liveroom-io.liveroom-operator.api.v1alpha1.CountWrite
   map:
     fields:
@@ -83,6 +85,11 @@ var schemaYAML = typed.YAMLObject(`types:
     - name: admins
       type:
         scalar: numeric
+    - name: metadataKeys
+      type:
+        map:
+          elementType:
+            scalar: numeric
     - name: owner
       type:
         scalar: numeric
@@ -92,6 +99,145 @@ var schemaYAML = typed.YAMLObject(`types:
     - name: settings
       type:
         scalar: numeric
+- name: com.github.liveroom-io.liveroom-operator.api.v1alpha1.ForwardFailPolicy
+  scalar: string
+- name: com.github.liveroom-io.liveroom-operator.api.v1alpha1.LiveApp
+  map:
+    fields:
+    - name: apiVersion
+      type:
+        scalar: string
+    - name: kind
+      type:
+        scalar: string
+    - name: metadata
+      type:
+        namedType: io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta
+    - name: spec
+      type:
+        namedType: com.github.liveroom-io.liveroom-operator.api.v1alpha1.LiveAppSpec
+    - name: status
+      type:
+        namedType: com.github.liveroom-io.liveroom-operator.api.v1alpha1.LiveAppStatus
+- name: com.github.liveroom-io.liveroom-operator.api.v1alpha1.LiveAppAPI
+  map:
+    fields:
+    - name: adminUser
+      type:
+        scalar: string
+      default: administrator
+    - name: host
+      type:
+        scalar: string
+      default: https://adminapisgp.im.qcloud.com
+    - name: secretKeyRef
+      type:
+        namedType: com.github.liveroom-io.liveroom-operator.api.v1alpha1.SecretKeyRef
+- name: com.github.liveroom-io.liveroom-operator.api.v1alpha1.LiveAppCallback
+  map:
+    fields:
+    - name: allowUnsigned
+      type:
+        scalar: boolean
+    - name: deletionPolicy
+      type:
+        namedType: com.github.liveroom-io.liveroom-operator.api.v1alpha1.CallbackDeletionPolicy
+      default: Keep
+    - name: extraCommands
+      type:
+        list:
+          elementType:
+            scalar: string
+          elementRelationship: associative
+    - name: manage
+      type:
+        scalar: boolean
+    - name: maxSkew
+      type:
+        namedType: io.k8s.apimachinery.pkg.apis.meta.v1.Duration
+      default: 60s
+    - name: tokenRotationPeriod
+      type:
+        namedType: io.k8s.apimachinery.pkg.apis.meta.v1.Duration
+      default: 720h
+    - name: tokensSecretRef
+      type:
+        namedType: com.github.liveroom-io.liveroom-operator.api.v1alpha1.SecretKeyRef
+    - name: url
+      type:
+        scalar: string
+- name: com.github.liveroom-io.liveroom-operator.api.v1alpha1.LiveAppForward
+  map:
+    fields:
+    - name: authorizationSecretRef
+      type:
+        namedType: com.github.liveroom-io.liveroom-operator.api.v1alpha1.SecretKeyRef
+    - name: failPolicy
+      type:
+        namedType: com.github.liveroom-io.liveroom-operator.api.v1alpha1.ForwardFailPolicy
+      default: allow
+    - name: timeout
+      type:
+        namedType: io.k8s.apimachinery.pkg.apis.meta.v1.Duration
+      default: 1500ms
+    - name: url
+      type:
+        scalar: string
+- name: com.github.liveroom-io.liveroom-operator.api.v1alpha1.LiveAppRooms
+  map:
+    fields:
+    - name: endedRoomTTL
+      type:
+        namedType: io.k8s.apimachinery.pkg.apis.meta.v1.Duration
+      default: 24h
+    - name: resyncInterval
+      type:
+        namedType: io.k8s.apimachinery.pkg.apis.meta.v1.Duration
+      default: 5m
+- name: com.github.liveroom-io.liveroom-operator.api.v1alpha1.LiveAppSpec
+  map:
+    fields:
+    - name: api
+      type:
+        namedType: com.github.liveroom-io.liveroom-operator.api.v1alpha1.LiveAppAPI
+    - name: callback
+      type:
+        namedType: com.github.liveroom-io.liveroom-operator.api.v1alpha1.LiveAppCallback
+    - name: forward
+      type:
+        namedType: com.github.liveroom-io.liveroom-operator.api.v1alpha1.LiveAppForward
+    - name: rooms
+      type:
+        namedType: com.github.liveroom-io.liveroom-operator.api.v1alpha1.LiveAppRooms
+    - name: sdkAppId
+      type:
+        scalar: numeric
+- name: com.github.liveroom-io.liveroom-operator.api.v1alpha1.LiveAppStatus
+  map:
+    fields:
+    - name: callback
+      type:
+        namedType: com.github.liveroom-io.liveroom-operator.api.v1alpha1.TencentCallbackStatus
+    - name: conditions
+      type:
+        list:
+          elementType:
+            namedType: io.k8s.apimachinery.pkg.apis.meta.v1.Condition
+          elementRelationship: associative
+          keys:
+          - type
+    - name: observedGeneration
+      type:
+        scalar: numeric
+    - name: roomQuota
+      type:
+        namedType: com.github.liveroom-io.liveroom-operator.api.v1alpha1.RoomQuotaStatus
+    - name: tokenRotatedAt
+      type:
+        namedType: io.k8s.apimachinery.pkg.apis.meta.v1.Time
+    - name: tokenSecretName
+      type:
+        scalar: string
 - name: com.github.liveroom-io.liveroom-operator.api.v1alpha1.LiveRoom
   map:
     fields:
@@ -141,6 +287,11 @@ var schemaYAML = typed.YAMLObject(`types:
     - name: messageDisabled
       type:
         scalar: boolean
+    - name: metadata
+      type:
+        map:
+          elementType:
+            scalar: string
     - name: notice
       type:
         scalar: string
@@ -204,6 +355,11 @@ var schemaYAML = typed.YAMLObject(`types:
     - name: lastEventTime
       type:
         namedType: io.k8s.apimachinery.pkg.apis.meta.v1.MicroTime
+    - name: metadata
+      type:
+        map:
+          elementType:
+            scalar: string
     - name: observedGeneration
       type:
         scalar: numeric
@@ -325,6 +481,18 @@ var schemaYAML = typed.YAMLObject(`types:
         namedType: io.k8s.apimachinery.pkg.apis.meta.v1.Time
 - name: com.github.liveroom-io.liveroom-operator.api.v1alpha1.RoomPhase
   scalar: string
+- name: com.github.liveroom-io.liveroom-operator.api.v1alpha1.RoomQuotaStatus
+  map:
+    fields:
+    - name: maxRooms
+      type:
+        scalar: numeric
+    - name: reportedAt
+      type:
+        namedType: io.k8s.apimachinery.pkg.apis.meta.v1.Time
+    - name: rooms
+      type:
+        scalar: numeric
 - name: com.github.liveroom-io.liveroom-operator.api.v1alpha1.RoomStatistics
   map:
     fields:
@@ -375,6 +543,27 @@ var schemaYAML = typed.YAMLObject(`types:
     - name: videoDisabled
       type:
         scalar: boolean
+- name: com.github.liveroom-io.liveroom-operator.api.v1alpha1.SecretKeyRef
+  map:
+    fields:
+    - name: key
+      type:
+        scalar: string
+    - name: name
+      type:
+        scalar: string
+- name: com.github.liveroom-io.liveroom-operator.api.v1alpha1.TencentCallbackStatus
+  map:
+    fields:
+    - name: commands
+      type:
+        list:
+          elementType:
+            scalar: string
+          elementRelationship: associative
+    - name: url
+      type:
+        scalar: string
 - name: com.github.liveroom-io.liveroom-operator.api.v1alpha1.TencentRoomState
   scalar: string
 - name: com.github.liveroom-io.liveroom-operator.api.v1alpha1.TencentRoomStatus
@@ -2848,6 +3037,8 @@ var schemaYAML = typed.YAMLObject(`types:
       type:
         scalar: string
 - name: io.k8s.apimachinery.pkg.apis.meta.v1.ConditionStatus
+  scalar: string
+- name: io.k8s.apimachinery.pkg.apis.meta.v1.Duration
   scalar: string
 - name: io.k8s.apimachinery.pkg.apis.meta.v1.FieldsV1
   map:

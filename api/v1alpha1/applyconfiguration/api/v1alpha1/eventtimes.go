@@ -28,6 +28,9 @@ type EventTimesApplyConfiguration struct {
 	Seats    *int64 `json:"seats,omitempty"`
 	Owner    *int64 `json:"owner,omitempty"`
 	Admins   *int64 `json:"admins,omitempty"`
+	// metadataKeys holds, per metadata key set or deleted, the time of its newest change,
+	// as adminAccounts does for admins.
+	MetadataKeys map[string]int64 `json:"metadataKeys,omitempty"`
 	// adminAccounts holds, per account added or removed as admin, the time of its newest
 	// change, so that an add and a delete delivered out of order end as Tencent ordered
 	// them. Removed accounts are kept for a while, up to MaxAdminTombstones.
@@ -69,6 +72,20 @@ func (b *EventTimesApplyConfiguration) WithOwner(value int64) *EventTimesApplyCo
 // If called multiple times, the Admins field is set to the value of the last call.
 func (b *EventTimesApplyConfiguration) WithAdmins(value int64) *EventTimesApplyConfiguration {
 	b.Admins = &value
+	return b
+}
+
+// WithMetadataKeys puts the entries into the MetadataKeys field in the declarative configuration
+// and returns the receiver, so that objects can be build by chaining "With" function invocations.
+// If called multiple times, the entries provided by each call will be put on the MetadataKeys field,
+// overwriting an existing map entries in MetadataKeys field with the same key.
+func (b *EventTimesApplyConfiguration) WithMetadataKeys(entries map[string]int64) *EventTimesApplyConfiguration {
+	if b.MetadataKeys == nil && len(entries) > 0 {
+		b.MetadataKeys = make(map[string]int64, len(entries))
+	}
+	for k, v := range entries {
+		b.MetadataKeys[k] = v
+	}
 	return b
 }
 

@@ -66,6 +66,10 @@ type LiveRoomSpecApplyConfiguration struct {
 	DeletionPolicy *apiv1alpha1.DeletionPolicy `json:"deletionPolicy,omitempty"`
 	// recording holds the room's recording choices.
 	Recording *RecordingSpecApplyConfiguration `json:"recording,omitempty"`
+	// metadata is the room's metadata, for declared rooms: pushed to Tencent with
+	// set_room_metadata and del_room_metadata. Tencent's limits: at most 10 keys of at most
+	// 50 bytes, values of at most 2 KB, 16 KB of values in all.
+	Metadata map[string]string `json:"metadata,omitempty"`
 }
 
 // LiveRoomSpecApplyConfiguration constructs a declarative configuration of the LiveRoomSpec type for use with
@@ -209,5 +213,19 @@ func (b *LiveRoomSpecApplyConfiguration) WithDeletionPolicy(value apiv1alpha1.De
 // If called multiple times, the Recording field is set to the value of the last call.
 func (b *LiveRoomSpecApplyConfiguration) WithRecording(value *RecordingSpecApplyConfiguration) *LiveRoomSpecApplyConfiguration {
 	b.Recording = value
+	return b
+}
+
+// WithMetadata puts the entries into the Metadata field in the declarative configuration
+// and returns the receiver, so that objects can be build by chaining "With" function invocations.
+// If called multiple times, the entries provided by each call will be put on the Metadata field,
+// overwriting an existing map entries in Metadata field with the same key.
+func (b *LiveRoomSpecApplyConfiguration) WithMetadata(entries map[string]string) *LiveRoomSpecApplyConfiguration {
+	if b.Metadata == nil && len(entries) > 0 {
+		b.Metadata = make(map[string]string, len(entries))
+	}
+	for k, v := range entries {
+		b.Metadata[k] = v
+	}
 	return b
 }

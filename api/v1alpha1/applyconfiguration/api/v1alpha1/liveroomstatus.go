@@ -53,6 +53,8 @@ type LiveRoomStatusApplyConfiguration struct {
 	Audience *AudienceStatusApplyConfiguration `json:"audience,omitempty"`
 	// statistics are the final figures reported when the room was destroyed.
 	Statistics *RoomStatisticsApplyConfiguration `json:"statistics,omitempty"`
+	// metadata is the room's metadata as Tencent last reported it (metadata callbacks).
+	Metadata map[string]string `json:"metadata,omitempty"`
 	// recordings are the room's recordings, one per RecordingPolicy that selected it.
 	Recordings []RecordingStatusApplyConfiguration `json:"recordings,omitempty"`
 	// tencent is, for declared rooms, where the room stands in Tencent.
@@ -169,6 +171,20 @@ func (b *LiveRoomStatusApplyConfiguration) WithAudience(value *AudienceStatusApp
 // If called multiple times, the Statistics field is set to the value of the last call.
 func (b *LiveRoomStatusApplyConfiguration) WithStatistics(value *RoomStatisticsApplyConfiguration) *LiveRoomStatusApplyConfiguration {
 	b.Statistics = value
+	return b
+}
+
+// WithMetadata puts the entries into the Metadata field in the declarative configuration
+// and returns the receiver, so that objects can be build by chaining "With" function invocations.
+// If called multiple times, the entries provided by each call will be put on the Metadata field,
+// overwriting an existing map entries in Metadata field with the same key.
+func (b *LiveRoomStatusApplyConfiguration) WithMetadata(entries map[string]string) *LiveRoomStatusApplyConfiguration {
+	if b.Metadata == nil && len(entries) > 0 {
+		b.Metadata = make(map[string]string, len(entries))
+	}
+	for k, v := range entries {
+		b.Metadata[k] = v
+	}
 	return b
 }
 
