@@ -92,6 +92,10 @@ fuzz: ## Fuzz the callback decoder for FUZZTIME.
 bench-callbacks: envtest ## Signed create callbacks vs. raw API-server writes at concurrency 1, 16, 64.
 	KUBEBUILDER_ASSETS="$(K8S_BIN)" go run ./hack/bench/callbacks
 
+.PHONY: bench-load
+bench-load: build envtest ## Open-loop member churn over 1,500 rooms at 500, 2,000 and 5,000 callbacks/s with a create every 250 ms, against bin/manager --role=callback; idle creates as the baseline.
+	KUBEBUILDER_ASSETS="$(K8S_BIN)" go run ./hack/bench/load -manager bin/manager $(BENCH_LOAD_FLAGS)
+
 .PHONY: bench-reconcile
 bench-reconcile: envtest ## 2,000 live rooms from a cold start: time to all Jobs vs. a bare client loop; heap per room.
 	KUBEBUILDER_ASSETS="$(K8S_BIN)" go run ./hack/bench/reconcile
@@ -105,7 +109,7 @@ bench-forward: ## Latency the operator adds to blocking callbacks; after-event t
 	go run ./hack/bench/forward
 
 .PHONY: bench
-bench: bench-callbacks bench-reconcile bench-resync bench-forward ## All benchmarks.
+bench: bench-callbacks bench-load bench-reconcile bench-resync bench-forward ## All benchmarks.
 
 ##@ Build
 
