@@ -62,8 +62,9 @@ test-e2e: build cluster-bins ## Run the end-to-end tests: bin/manager on a local
 	KUBEBUILDER_ASSETS="$(K8S_BIN)" go test -count=1 -timeout 20m ./test/e2e/ -v -args -root=$(CURDIR)
 
 .PHONY: fuzz
-fuzz: ## Fuzz the callback decoder for FUZZTIME.
-	go test ./internal/tencent -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME)
+fuzz: ## Fuzz the callback decoder and the whole callback handler, each for FUZZTIME.
+	go test ./internal/tencent -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
+	go test ./webhookserver -run '^$$' -fuzz '^FuzzHandler$$' -fuzztime $(FUZZTIME)
 
 ##@ Benchmarks (each prints its figures against a baseline measured in the same run)
 
