@@ -74,6 +74,9 @@ var errStoreDown = errors.New("store unavailable")
 
 // fakeForwarder answers blocking callbacks itself and records queued bodies.
 type fakeForwarder struct {
+	// panics makes Enqueue panic.
+	panics atomic.Bool
+
 	mu     sync.Mutex
 	queued [][]byte
 }
@@ -83,6 +86,9 @@ func (f *fakeForwarder) Forward(context.Context, string, []byte) forward.Answer 
 }
 
 func (f *fakeForwarder) Enqueue(_ string, body []byte) bool {
+	if f.panics.Load() {
+		panic("forwarder bug")
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.queued = append(f.queued, body)

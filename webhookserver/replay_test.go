@@ -3,6 +3,8 @@ package webhookserver
 import (
 	"bytes"
 	"encoding/json"
+	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -80,7 +82,7 @@ func TestPanicReleasesReplayEntry(t *testing.T) {
 	logs := &lineLog{}
 	s := newUnitServer(t, Options{}, store, logs.logger())
 	hs := httptest.NewServer(s.Handler())
-	defer hs.Close()
+	defer closeUnlessFailed(t, hs)
 	client := &http.Client{Timeout: 5 * time.Second}
 
 	url := hs.URL + "/callback?" + signedQuery(tencent.CommandCreateRoom, firstToken, nowRequestTime()).Encode()
@@ -107,4 +109,37 @@ func TestPanicReleasesReplayEntry(t *testing.T) {
 	g.Expect(store.appliedTo("panicky")).To(Equal(1))
 	g.Expect(post()).To(Equal(http.StatusOK))
 	g.Expect(store.appliedTo("panicky")).To(Equal(1), "and remembered once applied")
+}
+
+// TestPanicOutsideApplyReleasesReplayEntry: a panic elsewhere in the handler goes to
+// net/http, and the delivery is still released for a retry.
+func TestPanicOutsideApplyReleasesReplayEntry(t *testing.T) {
+	g := NewWithT(t)
+	store, fwd := newMemStore(), &fakeForwarder{}
+	fwd.panics.Store(true)
+	s := newUnitServer(t, Options{Forwarder: fwd}, store, logr.Discard())
+	hs := httptest.NewUnstartedServer(s.Handler())
+	hs.Config.ErrorLog = log.New(io.Discard, "", 0) // net/http reports the panic
+	hs.Start()
+	defer closeUnlessFailed(t, hs)
+	client := &http.Client{Timeout: 5 * time.Second}
+	url := hs.URL + "/callback?" + signedQuery(tencent.CommandCreateRoom, firstToken, nowRequestTime()).Encode()
+	body := createBody("panicky-forward", "u", time.Now().Unix())
+
+	_, err := client.Post(url, "application/json", strings.NewReader(body))
+	g.Expect(err).To(HaveOccurred(), "net/http drops the connection of a panicking handler")
+	fwd.panics.Store(false)
+	resp, err := client.Post(url, "application/json", strings.NewReader(body))
+	g.Expect(err).NotTo(HaveOccurred(), "the retry is not left waiting")
+	resp.Body.Close()
+	g.Expect(resp.StatusCode).To(Equal(http.StatusOK))
+	g.Expect(store.appliedTo("panicky-forward")).To(Equal(1))
+}
+
+// closeUnlessFailed closes hs, which waits for its handlers: after a failure one of them
+// may wait forever.
+func closeUnlessFailed(t *testing.T, hs *httptest.Server) {
+	if !t.Failed() {
+		hs.Close()
+	}
 }
