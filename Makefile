@@ -83,8 +83,9 @@ test-e2e-node: manifests node-bins image test-images ## Run the real-node end-to
 		-manager-image=$(IMAGE_DIR)/manager.tar -recorder-image=$(IMAGE_DIR)/recorder.tar -pause-image=$(IMAGE_DIR)/pause.tar
 
 .PHONY: fuzz
-fuzz: ## Fuzz the callback decoder for FUZZTIME.
-	go test ./internal/tencent -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME)
+fuzz: ## Fuzz the callback decoder and the whole callback handler, each for FUZZTIME.
+	go test ./internal/tencent -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
+	go test ./webhookserver -run '^$$' -fuzz '^FuzzHandler$$' -fuzztime $(FUZZTIME)
 
 ##@ Benchmarks (each prints its figures against a baseline measured in the same run)
 

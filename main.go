@@ -110,7 +110,9 @@ type options struct {
 	roomNamespace       string
 	callbackBindAddress string
 	callbackTokenFile   string
+	allowUnsigned       bool
 	callbackMaxSkew     time.Duration
+	callbackMaxConns    int
 	callbackTimeout     time.Duration
 	endedRoomTTL        time.Duration
 	metricsBindAddress  string
@@ -142,8 +144,10 @@ func parseFlags(args []string) (*options, error) {
 	fs.Int64Var(&o.sdkAppID, "sdk-app-id", 0, "The Tencent SDKAppID whose callbacks are accepted (required).")
 	fs.StringVar(&o.roomNamespace, "room-namespace", "", "Namespace of the LiveRooms that callbacks create (default: the pod's namespace, else \"default\").")
 	fs.StringVar(&o.callbackBindAddress, "callback-bind-address", ":8082", "Address of the callback server (POST /callback).")
-	fs.StringVar(&o.callbackTokenFile, "callback-token-file", "", "File of callback tokens, one per line; re-read when it changes. LIVEROOM_CALLBACK_TOKENS adds tokens. None: unsigned callbacks are accepted.")
-	fs.DurationVar(&o.callbackMaxSkew, "callback-max-skew", time.Minute, "Accepted distance between a callback's RequestTime and now.")
+	fs.StringVar(&o.callbackTokenFile, "callback-token-file", "", "File of callback tokens, one per line; re-read when it changes, keeping the previous tokens if it holds none. LIVEROOM_CALLBACK_TOKENS adds tokens. Required unless --callback-allow-unsigned.")
+	fs.BoolVar(&o.allowUnsigned, "callback-allow-unsigned", false, "Accept unsigned callbacks when no callback token is configured (anyone who can reach the callback endpoint can then write rooms).")
+	fs.DurationVar(&o.callbackMaxSkew, "callback-max-skew", time.Minute, "Accepted distance between a callback's RequestTime and now, at most 1h.")
+	fs.IntVar(&o.callbackMaxConns, "callback-max-connections", webhookserver.DefaultMaxConnections, "Connections the callback server serves at once; more wait to be accepted.")
 	fs.DurationVar(&o.callbackTimeout, "callback-timeout", 1500*time.Millisecond, "Time to store a callback before answering 503 (Tencent waits 2s).")
 	fs.DurationVar(&o.endedRoomTTL, "ended-room-ttl", 24*time.Hour, "How long an ended room discovered by callback or resync is kept before it is deleted.")
 	fs.StringVar(&o.metricsBindAddress, "metrics-bind-address", ":8443", "Address of the Prometheus metrics endpoint; \"0\" disables it.")
@@ -183,6 +187,12 @@ func parseFlags(args []string) (*options, error) {
 	}
 	if !o.metricsSecure && o.metricsCertPath != "" {
 		return nil, errors.New("--metrics-cert-path needs --metrics-secure")
+	}
+	if o.callbackMaxSkew <= 0 || o.callbackMaxSkew > webhookserver.MaxSkewLimit {
+		return nil, fmt.Errorf("--callback-max-skew must be positive and at most %s (Tencent's window is 1m)", webhookserver.MaxSkewLimit)
+	}
+	if o.callbackMaxConns <= 0 {
+		return nil, errors.New("--callback-max-connections must be positive")
 	}
 	return o, nil
 }
@@ -253,6 +263,16 @@ func run(ctx context.Context, args []string) error {
 	log := zap.New(zap.UseFlagOptions(&o.zap))
 	ctrl.SetLogger(log)
 	setupLog := log.WithName("setup")
+	// Checked before anything starts: a callback server must not come up without its tokens.
+	var tokens *webhookserver.Tokens
+	if o.role.servesCallbacks() {
+		if tokens, err = callbackTokens(o); err != nil {
+			return err
+		}
+		if !tokens.Enabled() {
+			setupLog.Info("WARNING: --callback-allow-unsigned and no callback token: unsigned callbacks are accepted. Set --callback-token-file or LIVEROOM_CALLBACK_TOKENS and enable the token in Tencent (set_callback_token)")
+		}
+	}
 
 	cfg, err := restConfig(o)
 	if err != nil {
@@ -305,7 +325,7 @@ func run(ctx context.Context, args []string) error {
 		FieldOwner: webhookserver.FieldOwner, Recorder: mgr.GetEventRecorder(webhookserver.FieldOwner),
 	})
 	if o.role.servesCallbacks() {
-		if err := addCallbackServer(mgr, o, store, log); err != nil {
+		if err := addCallbackServer(mgr, o, tokens, store, log); err != nil {
 			return err
 		}
 	}
@@ -346,15 +366,7 @@ func metricsOptions(o *options) (metricsserver.Options, *certwatcher.CertWatcher
 
 // addCallbackServer adds the callback server and its fan-out to the app's backend; both
 // run in every replica.
-func addCallbackServer(mgr manager.Manager, o *options, store *roomstore.Store, log logr.Logger) error {
-	setupLog := log.WithName("setup")
-	tokens, err := webhookserver.NewTokens(o.callbackTokenFile, os.Getenv("LIVEROOM_CALLBACK_TOKENS"))
-	if err != nil {
-		return err
-	}
-	if !tokens.Enabled() {
-		setupLog.Info("WARNING: no callback tokens configured; unsigned callbacks are accepted. Set --callback-token-file or LIVEROOM_CALLBACK_TOKENS and enable the token in Tencent (set_callback_token)")
-	}
+func addCallbackServer(mgr manager.Manager, o *options, tokens *webhookserver.Tokens, store *roomstore.Store, log logr.Logger) error {
 	var forwarder webhookserver.Forwarder
 	if o.forwardURL != "" {
 		f, err := forward.New(forward.Config{
@@ -370,13 +382,15 @@ func addCallbackServer(mgr manager.Manager, o *options, store *roomstore.Store, 
 		forwarder = f
 	}
 	callbackOpts := webhookserver.Options{
-		BindAddress: o.callbackBindAddress,
-		SDKAppID:    o.sdkAppID,
-		Namespace:   o.roomNamespace,
-		Tokens:      tokens,
-		MaxSkew:     o.callbackMaxSkew,
-		Timeout:     o.callbackTimeout,
-		Forwarder:   forwarder,
+		BindAddress:    o.callbackBindAddress,
+		SDKAppID:       o.sdkAppID,
+		Namespace:      o.roomNamespace,
+		Tokens:         tokens,
+		AllowUnsigned:  o.allowUnsigned,
+		MaxSkew:        o.callbackMaxSkew,
+		MaxConnections: o.callbackMaxConns,
+		Timeout:        o.callbackTimeout,
+		Forwarder:      forwarder,
 	}
 	srv := webhookserver.NewWithStore(callbackOpts, store, webhookserver.NewMetrics(metrics.Registry), log.WithName("callback"))
 	if err := mgr.Add(srv); err != nil {
@@ -422,6 +436,19 @@ func addControllers(mgr manager.Manager, o *options, store *roomstore.Store, log
 		return fmt.Errorf("setting up the RecordingPolicy controller: %w", err)
 	}
 	return nil
+}
+
+// callbackTokens loads the callback tokens: a configured source must hold one, and
+// without any the manager only starts when unsigned callbacks are allowed explicitly.
+func callbackTokens(o *options) (*webhookserver.Tokens, error) {
+	tokens, err := webhookserver.NewTokens(o.callbackTokenFile, os.Getenv("LIVEROOM_CALLBACK_TOKENS"))
+	if err != nil {
+		return nil, err
+	}
+	if !tokens.Enabled() && !o.allowUnsigned {
+		return nil, errors.New("no callback token configured: set --callback-token-file or LIVEROOM_CALLBACK_TOKENS to the token set in Tencent, or pass --callback-allow-unsigned to accept unsigned callbacks")
+	}
+	return tokens, nil
 }
 
 // secretKey returns where the Tencent secret key comes from: the file, read afresh each

@@ -71,6 +71,59 @@ func TestParseFlags(t *testing.T) {
 	if o.role != roleAll || o.metricsBindAddress != ":8443" || !o.metricsSecure || o.enableHTTP2 {
 		t.Errorf("role and metrics defaults: role %q, metrics %q secure %v http2 %v", o.role, o.metricsBindAddress, o.metricsSecure, o.enableHTTP2)
 	}
+	if o.allowUnsigned || o.callbackMaxConns != webhookserver.DefaultMaxConnections {
+		t.Errorf("unsigned callbacks and the connection limit must default to off and %d: %+v", webhookserver.DefaultMaxConnections, o)
+	}
+	if o, err := parseFlags([]string{"--sdk-app-id=1400000000", "--callback-max-skew=1h"}); err != nil || o.callbackMaxSkew != time.Hour {
+		t.Errorf("a skew of 1h: %v", err)
+	}
+	for _, bad := range []string{"--callback-max-skew=-1s", "--callback-max-skew=0", "--callback-max-skew=61m", "--callback-max-skew=2562047h",
+		"--callback-max-connections=0", "--callback-max-connections=-5"} {
+		if _, err := parseFlags([]string{"--sdk-app-id=1400000000", bad}); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+	}
+}
+
+// TestRefusesToStartWithoutCallbackToken: a configured token source must hold a real
+// token, and without any source only --callback-allow-unsigned lets the manager start.
+func TestRefusesToStartWithoutCallbackToken(t *testing.T) {
+	dir := t.TempDir()
+	file := func(name, content string) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return "--callback-token-file=" + path
+	}
+	cases := []struct {
+		name string
+		args []string
+		env  string
+		want string
+	}{
+		{"no token", nil, "", "--callback-allow-unsigned"},
+		{"empty file", []string{file("empty", "")}, "", "holds no token"},
+		{"comment-only file", []string{file("comments", "# put the token here\n\n")}, "", "holds no token"},
+		{"missing file", []string{"--callback-token-file=" + filepath.Join(dir, "missing")}, "", "reading callback tokens"},
+		{"placeholder file", []string{file("placeholder", "liveroom-demo-token-change-me\n")}, "", "placeholder"},
+		{"comment-only environment", nil, "# none\n", "LIVEROOM_CALLBACK_TOKENS holds no token"},
+		{"placeholder environment", nil, "liveroom-demo-token-change-me", "placeholder"},
+		{"empty file despite --callback-allow-unsigned", []string{file("empty", ""), "--callback-allow-unsigned"}, "", "holds no token"},
+		// Past the token check, run fails on the missing kubeconfig.
+		{"unsigned allowed", []string{"--callback-allow-unsigned"}, "", "loading kubeconfig"},
+		{"signed", []string{file("good", "a-real-token\n")}, "", "loading kubeconfig"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Setenv("LIVEROOM_CALLBACK_TOKENS", c.env)
+			args := append([]string{"--sdk-app-id=1400000000", "--kubeconfig=" + filepath.Join(dir, "no-kubeconfig")}, c.args...)
+			err := run(context.Background(), args)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("run: %v, want an error with %q", err, c.want)
+			}
+		})
+	}
 }
 
 // TestRolesRefuseTheOtherRolesSettings: a flag or secret of one role given to a process of

@@ -35,5 +35,5 @@ func writeFail(w http.ResponseWriter, status int, info string) {
 		w.Header().Set("Retry-After", "1")
 	}
 	w.WriteHeader(status)
-	_, _ = w.Write(mustJSON(answer{ActionStatus: "FAIL", ErrorCode: status, ErrorInfo: info}))
+	_, _ = w.Write(mustJSON(answer{ActionStatus: "FAIL", ErrorCode: status, ErrorInfo: clip(info, maxErrorInfoBytes)}))
 }

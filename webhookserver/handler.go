@@ -3,9 +3,11 @@ package webhookserver
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -30,6 +32,7 @@ const (
 	reasonNotStored  = "not_stored"
 	reasonUnstorable = "unstorable"
 	reasonBadPayload = "bad_payload"
+	reasonInternal   = "internal_error"
 )
 
 // queryValue reads a query parameter whatever its case: Tencent's pages spell the app
@@ -52,7 +55,8 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 	defer s.metrics.Inflight.Dec()
 
 	q := r.URL.Query()
-	command := commandLabel(queryValue(q, "CallbackCommand"))
+	queryCommand := queryValue(q, "CallbackCommand")
+	command := commandLabel(queryCommand)
 	rw := &statusRecorder{ResponseWriter: w}
 	defer func() {
 		s.metrics.Requests.WithLabelValues(command, strconv.Itoa(rw.status)).Inc()
@@ -61,8 +65,10 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 
 	reject := func(status int, reason string, err error) {
 		s.metrics.Rejections.WithLabelValues(reason).Inc()
-		s.log.Info("Rejected callback", "reason", reason, "status", status, "error", err.Error(),
-			"command", queryValue(q, "CallbackCommand"), "remote", r.RemoteAddr)
+		if _, ok := s.rejectLog.Allow(); ok {
+			s.log.Info("Rejected callback", "reason", reason, "status", status, "error", logValue(err.Error()),
+				"command", logValue(queryCommand), "remote", logValue(r.RemoteAddr))
+		}
 		writeFail(rw, status, err.Error())
 	}
 
@@ -71,8 +77,10 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 		reject(http.StatusMethodNotAllowed, reasonMethod, errors.New("only POST is accepted"))
 		return
 	}
-	if r.ContentLength > MaxBodyBytes {
-		reject(http.StatusRequestEntityTooLarge, reasonTooLarge, errors.New("body exceeds 64 KiB"))
+	maxBody := bodyLimit(queryCommand)
+	tooLarge := fmt.Errorf("body exceeds %d KiB", maxBody>>10)
+	if r.ContentLength > maxBody {
+		reject(http.StatusRequestEntityTooLarge, reasonTooLarge, tooLarge)
 		return
 	}
 	if app := queryValue(q, "SdkAppid"); app != strconv.FormatInt(s.opts.SDKAppID, 10) {
@@ -80,7 +88,8 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sign, requestTime := queryValue(q, "Sign"), queryValue(q, "RequestTime")
-	if s.opts.Tokens != nil && s.opts.Tokens.Enabled() {
+	switch {
+	case s.opts.signed():
 		if err := s.opts.Tokens.Verify(sign, requestTime, start, s.opts.MaxSkew); err != nil {
 			reason := reasonBadSign
 			switch err {
@@ -92,18 +101,22 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 			reject(http.StatusUnauthorized, reason, err)
 			return
 		}
+	case !s.opts.AllowUnsigned:
+		// Start refuses this configuration; a handler used without Start fails closed.
+		reject(http.StatusUnauthorized, reasonBadSign, errors.New("no callback token is configured"))
+		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(rw, r.Body, MaxBodyBytes))
+	body, err := io.ReadAll(http.MaxBytesReader(rw, r.Body, maxBody))
 	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			reject(http.StatusRequestEntityTooLarge, reasonTooLarge, errors.New("body exceeds 64 KiB"))
+		var maxBytes *http.MaxBytesError
+		if errors.As(err, &maxBytes) {
+			reject(http.StatusRequestEntityTooLarge, reasonTooLarge, tooLarge)
 		} else {
 			reject(http.StatusBadRequest, reasonReadError, err)
 		}
 		return
 	}
-	cb, err := tencent.Decode(body, queryValue(q, "CallbackCommand"))
+	cb, err := tencent.Decode(body, queryCommand)
 	if err != nil {
 		reason := reasonBadPayload
 		var de *tencent.DecodeError
@@ -128,6 +141,8 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 		writeOK(rw)
 		return
 	}
+	// Identical deliveries wait for this one: release them whatever happens below.
+	defer finish(false)
 	if s.opts.Forwarder != nil {
 		// Queued before the operator stores anything, so the app gets its callbacks even
 		// while the API server is unavailable.
@@ -135,21 +150,59 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.opts.Timeout)
 	defer cancel()
-	outcome, err := s.apply(ctx, cb, start)
+	outcome, err := s.applyRecovering(ctx, cb, start)
 	finish(err == nil)
-	if errors.Is(err, roomstore.ErrUnstorable) {
+	var panicked *panicError
+	switch {
+	case errors.As(err, &panicked):
+		s.metrics.Rejections.WithLabelValues(reasonInternal).Inc()
+		s.log.Error(err, "Callback not stored: internal error", "command", cb.Command, "roomId", logValue(cb.Room()),
+			"stack", string(panicked.stack))
+		writeFail(rw, http.StatusInternalServerError, "internal error")
+		return
+	case errors.Is(err, roomstore.ErrUnstorable):
 		// No retry can store it: a 4xx, so that nobody retries for ever.
 		reject(http.StatusUnprocessableEntity, reasonUnstorable, err)
 		return
-	}
-	if err != nil {
+	case err != nil:
 		s.metrics.Rejections.WithLabelValues(reasonNotStored).Inc()
-		s.log.Error(err, "Callback not stored", "command", cb.Command, "roomId", cb.Room())
+		// Expected while the API server is unavailable: no stack trace, and bounded.
+		if _, ok := s.notStoredLog.Allow(); ok {
+			s.log.Info("Callback not stored", "error", logValue(err.Error()), "command", cb.Command, "roomId", logValue(cb.Room()))
+		}
 		writeFail(rw, http.StatusServiceUnavailable, "not stored, retry: "+err.Error())
 		return
 	}
 	s.metrics.Events.WithLabelValues(command, string(outcome)).Inc()
 	writeOK(rw)
+}
+
+// bodyLimit is the largest body accepted for a command: room commands are stored, the
+// others only counted and forwarded.
+func bodyLimit(command string) int64 {
+	if tencent.IsRoomCommand(command) {
+		return MaxBodyBytes
+	}
+	return MaxOtherBodyBytes
+}
+
+// panicError is a panic recovered while applying a callback.
+type panicError struct {
+	value any
+	stack []byte
+}
+
+func (e *panicError) Error() string { return fmt.Sprintf("panic: %v", e.value) }
+
+// applyRecovering is apply, with a panic turned into an error so that the delivery is
+// answered and released like any failed one.
+func (s *Server) applyRecovering(ctx context.Context, cb *tencent.Callback, now time.Time) (outcome roomstate.Outcome, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = &panicError{value: p, stack: debug.Stack()}
+		}
+	}()
+	return s.apply(ctx, cb, now)
 }
 
 // outcomeIgnored marks a callback the operator does not act on; outcomeForwarded a

@@ -15,6 +15,10 @@ type Metrics struct {
 	Inflight   prometheus.Gauge
 	Events     *prometheus.CounterVec
 	Duplicates prometheus.Counter
+	// Tokens is the number of callback tokens in force; TokenReloadErrors counts reloads
+	// of the token file that were refused, keeping the tokens loaded before.
+	Tokens            prometheus.Gauge
+	TokenReloadErrors prometheus.Counter
 }
 
 // NewMetrics creates the collectors and registers them on reg when it is not nil.
@@ -45,9 +49,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "liveroom_callback_duplicates_total",
 			Help: "Deliveries identical to one already applied, acknowledged without applying them again.",
 		}),
+		Tokens: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "liveroom_callback_tokens",
+			Help: "Callback tokens in force for Sign checks (0: unsigned callbacks accepted).",
+		}),
+		TokenReloadErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "liveroom_callback_token_reload_errors_total",
+			Help: "Reloads of the callback token file refused (unreadable, no token, placeholder token); the previous tokens stay in force.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Requests, m.Duration, m.Rejections, m.Inflight, m.Events, m.Duplicates)
+		reg.MustRegister(m.Requests, m.Duration, m.Rejections, m.Inflight, m.Events, m.Duplicates, m.Tokens, m.TokenReloadErrors)
 	}
 	return m
 }

@@ -1,8 +1,13 @@
 package webhookserver
 
 import (
+	"bytes"
 	"container/list"
 	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -11,13 +16,32 @@ import (
 // the body's hash tells apart distinct callbacks of the same second.
 type replayKey [sha256.Size]byte
 
+// newReplayKey keys a delivery on what it means rather than how it is spelled, so that a
+// replay cannot pass as new: Sign by its bytes (hex in either case), RequestTime by its
+// value (leading zeros or a sign), the body without insignificant JSON whitespace.
 func newReplayKey(sign, requestTime string, body []byte) replayKey {
-	bodySum := sha256.Sum256(body)
 	h := sha256.New()
-	h.Write([]byte(sign))
+	if b, err := hex.DecodeString(sign); err == nil {
+		h.Write([]byte{'x'})
+		h.Write(b)
+	} else {
+		h.Write([]byte{'s'})
+		h.Write([]byte(sign))
+	}
 	h.Write([]byte{0})
-	h.Write([]byte(requestTime))
+	if sec, err := strconv.ParseInt(requestTime, 10, 64); err == nil {
+		h.Write([]byte{'t'})
+		h.Write(binary.BigEndian.AppendUint64(nil, uint64(sec)))
+	} else {
+		h.Write([]byte{'s'})
+		h.Write([]byte(requestTime))
+	}
 	h.Write([]byte{0})
+	var compact bytes.Buffer
+	if json.Compact(&compact, body) == nil {
+		body = compact.Bytes()
+	}
+	bodySum := sha256.Sum256(body)
 	h.Write(bodySum[:])
 	var k replayKey
 	copy(k[:], h.Sum(nil))
@@ -38,10 +62,11 @@ type replayCache struct {
 }
 
 type replayEntry struct {
-	done    chan struct{} // closed when the first delivery finished
-	applied bool
-	expires time.Time
-	elem    *list.Element
+	done     chan struct{} // closed when the first delivery finished
+	finished bool
+	applied  bool
+	expires  time.Time
+	elem     *list.Element
 }
 
 func newReplayCache(ttl time.Duration, max int) *replayCache {
@@ -49,7 +74,9 @@ func newReplayCache(ttl time.Duration, max int) *replayCache {
 }
 
 // begin claims key. It returns duplicate=true when an identical delivery was applied;
-// otherwise the caller processes the delivery and must call finish with its outcome.
+// otherwise the caller processes the delivery and must call finish with its outcome, on
+// every path: identical deliveries wait until it does. Calls after the first are ignored,
+// so a deferred finish(false) can back up the one that reports the outcome.
 func (c *replayCache) begin(key replayKey, now time.Time) (duplicate bool, finish func(applied bool)) {
 	for {
 		c.mu.Lock()
@@ -74,6 +101,10 @@ func (c *replayCache) begin(key replayKey, now time.Time) (duplicate bool, finis
 func (c *replayCache) finish(key replayKey, e *replayEntry, applied bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if e.finished {
+		return
+	}
+	e.finished = true
 	if applied {
 		e.applied = true
 		e.expires = time.Now().Add(c.ttl)

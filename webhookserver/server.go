@@ -12,10 +12,12 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"golang.org/x/net/netutil"
 	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/liveroom-io/liveroom-operator/internal/forward"
+	"github.com/liveroom-io/liveroom-operator/internal/logthrottle"
 	"github.com/liveroom-io/liveroom-operator/internal/roomstore"
 )
 
@@ -27,17 +29,43 @@ import (
 // FieldOwner is the server-side apply field manager of every callback write.
 const FieldOwner = "liveroom-callback"
 
-// MaxBodyBytes caps a callback body; Tencent's are well under 8 KiB.
+// MaxBodyBytes caps the body of a room callback; Tencent's are well under 8 KiB.
 const MaxBodyBytes = 64 << 10
+
+// MaxOtherBodyBytes caps the body of any other callback: the operator only counts and
+// forwards those, so they get less room to push large bodies into the fan-out queue.
+const MaxOtherBodyBytes = 16 << 10
+
+// MaxSkewLimit bounds Options.MaxSkew: Tencent's own window is one minute, and a longer
+// one lets a captured Sign be used for longer.
+const MaxSkewLimit = time.Hour
+
+// DefaultMaxConnections is the default of Options.MaxConnections. Tencent's callbacks are
+// short requests answered within 2 s: even a thousand callbacks a second at 100 ms each
+// hold about a hundred connections, while a thousand idle connections cost about 8 MiB.
+const DefaultMaxConnections = 1024
+
+// DefaultIdleTimeout is how long a keep-alive connection may wait for its next request.
+// Tencent opens new connections freely, so a short wait only frees idle sockets sooner.
+const DefaultIdleTimeout = 20 * time.Second
 
 // Options configure the callback server.
 type Options struct {
 	BindAddress string
 	SDKAppID    int64
 	Namespace   string
-	Tokens      *Tokens
-	// MaxSkew is the accepted distance between RequestTime and now.
+	// Tokens are the ones Sign is checked against. Without any, callbacks are refused
+	// unless AllowUnsigned is set.
+	Tokens        *Tokens
+	AllowUnsigned bool
+	// MaxSkew is the accepted distance between RequestTime and now, at most MaxSkewLimit;
+	// 0 means one minute.
 	MaxSkew time.Duration
+	// MaxConnections caps the connections served at once; further ones wait to be
+	// accepted. 0 means DefaultMaxConnections.
+	MaxConnections int
+	// IdleTimeout closes keep-alive connections idle that long; 0 means DefaultIdleTimeout.
+	IdleTimeout time.Duration
 	// Timeout bounds the time to store one callback; Tencent waits 2 s.
 	Timeout time.Duration
 	// MemberInterval is the least time between two member-count writes of one room.
@@ -47,6 +75,25 @@ type Options struct {
 	// Forwarder, if set, delivers every accepted callback to the app's own backend too.
 	Forwarder Forwarder
 }
+
+// Validate checks the options that cannot be defaulted.
+func (o Options) Validate() error {
+	if o.MaxSkew < 0 || o.MaxSkew > MaxSkewLimit {
+		return fmt.Errorf("callback max skew %s is outside (0, %s]", o.MaxSkew, MaxSkewLimit)
+	}
+	if o.MaxConnections < 0 {
+		return fmt.Errorf("callback max connections %d is negative", o.MaxConnections)
+	}
+	if o.IdleTimeout < 0 {
+		return fmt.Errorf("callback idle timeout %s is negative", o.IdleTimeout)
+	}
+	if !o.signed() && !o.AllowUnsigned {
+		return errors.New("no callback token configured: set --callback-token-file or LIVEROOM_CALLBACK_TOKENS, or accept unsigned callbacks explicitly with --callback-allow-unsigned")
+	}
+	return nil
+}
+
+func (o Options) signed() bool { return o.Tokens != nil && o.Tokens.Enabled() }
 
 // Forwarder delivers callbacks to the app's backend: blocking ("Before") callbacks
 // synchronously, with the backend's answer going back to Tencent, and after-event
@@ -66,6 +113,9 @@ type Server struct {
 	metrics *Metrics
 	now     func() time.Time
 	handler http.Handler
+
+	// Log throttles: rejections come from outside and may come in floods.
+	rejectLog, notStoredLog *logthrottle.Throttle
 
 	listening atomic.Bool
 	addr      atomic.Value // net.Addr once listening
@@ -97,6 +147,12 @@ func newServer(opts Options, store roomWriter, metrics *Metrics, log logr.Logger
 	if opts.MaxSkew == 0 {
 		opts.MaxSkew = time.Minute
 	}
+	if opts.MaxConnections == 0 {
+		opts.MaxConnections = DefaultMaxConnections
+	}
+	if opts.IdleTimeout == 0 {
+		opts.IdleTimeout = DefaultIdleTimeout
+	}
 	if opts.MemberInterval == 0 {
 		opts.MemberInterval = time.Second
 	}
@@ -115,10 +171,21 @@ func newServer(opts Options, store roomWriter, metrics *Metrics, log logr.Logger
 		metrics: metrics,
 		now:     time.Now,
 	}
+	s.throttleLogs(logInterval)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/callback", s.serveCallback)
 	s.handler = mux
 	return s
+}
+
+// throttleLogs bounds rejection and not-stored lines to logBurst per interval each.
+func (s *Server) throttleLogs(interval time.Duration) {
+	s.rejectLog = logthrottle.New(logBurst, interval).WithSummary(func(n int64) {
+		s.log.Info("Rejected callbacks not logged", "count", n, "interval", interval.String())
+	})
+	s.notStoredLog = logthrottle.New(logBurst, interval).WithSummary(func(n int64) {
+		s.log.Info("Callbacks not stored and not logged", "count", n, "interval", interval.String())
+	})
 }
 
 // Handler is the server's HTTP handler, for tests that bring their own listener.
@@ -144,21 +211,26 @@ func (s *Server) Ready(*http.Request) error {
 // Start serves until ctx ends, then stops accepting and lets in-flight callbacks finish
 // within ShutdownTimeout, so none is cut off after it was stored but before its answer.
 func (s *Server) Start(ctx context.Context) error {
+	if err := s.opts.Validate(); err != nil {
+		return fmt.Errorf("callback server: %w", err)
+	}
 	ln, err := net.Listen("tcp", s.opts.BindAddress)
 	if err != nil {
 		return fmt.Errorf("callback server: %w", err)
 	}
+	// Connections past the limit wait in the listen backlog until one closes.
+	ln = netutil.LimitListener(ln, s.opts.MaxConnections)
 	srv := &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      10 * time.Second,
-		IdleTimeout:       90 * time.Second,
+		IdleTimeout:       s.opts.IdleTimeout,
 		MaxHeaderBytes:    16 << 10,
 	}
 	if s.opts.Tokens != nil {
 		go func() {
-			if err := s.opts.Tokens.Watch(ctx, s.log); err != nil {
+			if err := s.opts.Tokens.Watch(ctx, s.log, s.metrics); err != nil {
 				s.log.Error(err, "Token file watch stopped")
 			}
 		}()
@@ -166,7 +238,7 @@ func (s *Server) Start(ctx context.Context) error {
 	s.addr.Store(ln.Addr())
 	s.listening.Store(true)
 	s.log.Info("Serving Tencent callbacks", "address", ln.Addr().String(), "sdkAppId", s.opts.SDKAppID,
-		"namespace", s.opts.Namespace, "signed", s.opts.Tokens != nil && s.opts.Tokens.Enabled())
+		"namespace", s.opts.Namespace, "signed", s.opts.signed(), "maxConnections", s.opts.MaxConnections)
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -46,7 +47,25 @@ var (
 	testScheme = testenv.Scheme
 )
 
-func TestMain(m *testing.M) { os.Exit(runSuite(m)) }
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if fuzzing() {
+		// The fuzz targets need no API server (make fuzz runs them alone, -run '^$'), and
+		// every fuzz worker runs TestMain: do not start a control plane in each.
+		os.Exit(m.Run())
+	}
+	os.Exit(runSuite(m))
+}
+
+// fuzzing reports whether this process fuzzes (-test.fuzz) or is a fuzz worker.
+func fuzzing() bool {
+	for _, name := range []string{"test.fuzz", "test.fuzzworker"} {
+		if f := flag.Lookup(name); f != nil && f.Value.String() != "" && f.Value.String() != "false" {
+			return true
+		}
+	}
+	return false
+}
 
 func runSuite(m *testing.M) int {
 	suite, err := testenv.StartSuite()

@@ -76,7 +76,7 @@ images:
   newTag: %s
 configMapGenerator:
 - name: config
-  behavior: replace
+  behavior: merge
   literals: [sdkAppId=%s]
 secretGenerator:
 - name: callback-tokens

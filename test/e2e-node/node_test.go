@@ -95,7 +95,7 @@ images:
   newTag: %s
 configMapGenerator:
 - name: config
-  behavior: replace
+  behavior: merge
   literals:
   - sdkAppId=%s
 secretGenerator:
