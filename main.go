@@ -26,6 +26,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 	"sigs.k8s.io/controller-runtime/pkg/client/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
@@ -37,7 +38,9 @@ import (
 
 	livev1 "github.com/liveroom-io/liveroom-operator/api/v1alpha1"
 	"github.com/liveroom-io/liveroom-operator/controllers"
+	"github.com/liveroom-io/liveroom-operator/internal/audience"
 	"github.com/liveroom-io/liveroom-operator/internal/caches"
+	"github.com/liveroom-io/liveroom-operator/internal/lanes"
 	"github.com/liveroom-io/liveroom-operator/internal/forward"
 	"github.com/liveroom-io/liveroom-operator/internal/resync"
 	"github.com/liveroom-io/liveroom-operator/internal/roomstore"
@@ -90,6 +93,7 @@ var roleFlags = map[role][]string{
 	roleCallback: {
 		"callback-bind-address", "callback-token-file", "callback-allow-unsigned", "callback-max-skew",
 		"callback-max-connections", "callback-timeout", "forward-url", "forward-timeout", "forward-fail-policy",
+		"lifecycle-api-qps", "lifecycle-api-burst", "lifecycle-concurrency", "count-writes-per-second", "count-write-interval",
 	},
 	roleController: {
 		"leader-elect", "leader-election-namespace", "ended-room-ttl", "resync-interval",
@@ -134,6 +138,11 @@ type options struct {
 	forwardFailPolicy   string
 	kubeAPIQPS          float64
 	kubeAPIBurst        int
+	lifecycleQPS        float64
+	lifecycleBurst      int
+	lifecycleConcurrent int
+	countBudget         float64
+	countInterval       time.Duration
 	zap                 zap.Options
 }
 
@@ -167,7 +176,12 @@ func parseFlags(args []string) (*options, error) {
 	fs.DurationVar(&o.forwardTimeout, "forward-timeout", 1500*time.Millisecond, "Deadline of one delivery to --forward-url.")
 	fs.StringVar(&o.forwardFailPolicy, "forward-fail-policy", "allow", "Answer to a blocking callback when the backend fails or is late: allow (ErrorCode 0) or deny (ErrorCode 1).")
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "Path to a kubeconfig; in-cluster configuration or $KUBECONFIG otherwise.")
-	fs.Float64Var(&o.kubeAPIQPS, "kube-api-qps", 100, "Queries per second to the Kubernetes API server.")
+	fs.Float64Var(&o.kubeAPIQPS, "kube-api-qps", 100, "Queries per second to the Kubernetes API server from the reconcilers and the resync (the callback server's lanes have their own).")
+	fs.Float64Var(&o.lifecycleQPS, "lifecycle-api-qps", 100, "Queries per second of the lifecycle lane: room creates, ends, settings, seats, owners and admins from callbacks, stored before they are answered.")
+	fs.IntVar(&o.lifecycleBurst, "lifecycle-api-burst", 200, "Burst of the lifecycle lane's queries.")
+	fs.IntVar(&o.lifecycleConcurrent, "lifecycle-concurrency", webhookserver.DefaultLifecycleConcurrency, "Room lifecycle writes in flight at once; a callback that could not be stored within --callback-timeout behind them is answered 503 at once.")
+	fs.Float64Var(&o.countBudget, "count-writes-per-second", 20, "Budget of the count lane: writes of rooms' audience counts per second, all rooms together (member callbacks are acknowledged first and written under it).")
+	fs.DurationVar(&o.countInterval, "count-write-interval", time.Second, "Least time between two audience-count writes of one room; longer when the budget is short.")
 	fs.IntVar(&o.kubeAPIBurst, "kube-api-burst", 200, "Burst of queries to the Kubernetes API server.")
 	o.zap.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -190,6 +204,9 @@ func parseFlags(args []string) (*options, error) {
 	}
 	if o.callbackMaxSkew <= 0 || o.callbackMaxSkew > webhookserver.MaxSkewLimit {
 		return nil, fmt.Errorf("--callback-max-skew must be positive and at most %s (Tencent's window is 1m)", webhookserver.MaxSkewLimit)
+	}
+	if o.lifecycleQPS <= 0 || o.lifecycleBurst <= 0 || o.lifecycleConcurrent <= 0 || o.countBudget <= 0 || o.countInterval <= 0 {
+		return nil, errors.New("--lifecycle-api-qps, --lifecycle-api-burst, --lifecycle-concurrency, --count-writes-per-second and --count-write-interval must be positive")
 	}
 	if o.callbackMaxConns <= 0 {
 		return nil, errors.New("--callback-max-connections must be positive")
@@ -243,8 +260,13 @@ func restConfig(o *options) (*rest.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg.QPS, cfg.Burst = float32(o.kubeAPIQPS), o.kubeAPIBurst
-	return cfg, nil
+	// The manager's own client: the reconcilers' and the resync's lane, or in the
+	// callback server the Events it records.
+	lane := lanes.Controller
+	if o.role == roleCallback {
+		lane = lanes.Events
+	}
+	return lanes.RestConfig(cfg, lane, float32(o.kubeAPIQPS), o.kubeAPIBurst), nil
 }
 
 func newScheme() *runtime.Scheme {
@@ -392,11 +414,50 @@ func addCallbackServer(mgr manager.Manager, o *options, tokens *webhookserver.To
 		Timeout:        o.callbackTimeout,
 		Forwarder:      forwarder,
 	}
-	srv := webhookserver.NewWithStore(callbackOpts, store, webhookserver.NewMetrics(metrics.Registry), log.WithName("callback"))
+	// Room lifecycle callbacks and audience counts each get a client of their own, so no
+	// amount of member churn (or reconciler traffic) queues a room's creation behind it.
+	lifecycle, err := laneClient(mgr, lanes.Lifecycle, float32(o.lifecycleQPS), o.lifecycleBurst)
+	if err != nil {
+		return err
+	}
+	countBurst := max(1, int(3*o.countBudget))
+	counts, err := laneClient(mgr, lanes.Counts, float32(3*o.countBudget), countBurst)
+	if err != nil {
+		return err
+	}
+	lifecycleStore := store.Through(lifecycle, nil)
+	countLane := audience.New(audience.Config{
+		WritesPerSecond: o.countBudget, Interval: o.countInterval, Replica: replicaName(),
+		Metrics: audience.NewMetrics(metrics.Registry), Log: log.WithName("counts"),
+	}, store.Through(counts, nil))
+	if err := mgr.Add(countLane); err != nil {
+		return err
+	}
+	callbackOpts.LifecycleConcurrency = o.lifecycleConcurrent
+	srv := webhookserver.New(callbackOpts, lifecycleStore, countLane, webhookserver.NewMetrics(metrics.Registry), log.WithName("callback"))
 	if err := mgr.Add(srv); err != nil {
 		return err
 	}
 	return mgr.AddReadyzCheck("callback-server", srv.Ready)
+}
+
+// laneClient is a client that reads from the manager's cache and writes through a
+// connection of its own, with its own rate limit (see internal/lanes).
+func laneClient(mgr manager.Manager, lane string, qps float32, burst int) (client.Client, error) {
+	return client.New(lanes.RestConfig(mgr.GetConfig(), lane, qps, burst), client.Options{
+		Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper(),
+		Cache: &client.CacheOptions{Reader: mgr.GetCache()},
+	})
+}
+
+// replicaName names this process in the rooms' count-write marks: the pod's name, else the
+// host's.
+func replicaName() string {
+	if name := os.Getenv("POD_NAME"); name != "" {
+		return name
+	}
+	host, _ := os.Hostname()
+	return host
 }
 
 // addControllers adds the reconcilers and, with a Tencent secret key, the resync; all of

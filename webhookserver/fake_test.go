@@ -119,7 +119,7 @@ func newUnitServer(t testing.TB, opts Options, store roomWriter, log logr.Logger
 	if opts.Tokens == nil && !opts.AllowUnsigned {
 		opts.Tokens = unitTokens(t)
 	}
-	return newServer(opts, store, nil, log)
+	return newServer(opts, store, startCounts(t, store), nil, log)
 }
 
 // signedQuery is the query Tencent sends for command, signed with token at requestTime.

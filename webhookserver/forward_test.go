@@ -59,8 +59,7 @@ func forwardingServer(t *testing.T, b *backend, c clientForTest) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := New(Options{SDKAppID: testAppID, Namespace: testNamespace, Tokens: tokens, Timeout: 500 * time.Millisecond, Forwarder: f},
-		c.client, c.reader, nil, nil, logr.Discard())
+	s := serverOn(t, Options{Tokens: tokens, Timeout: 500 * time.Millisecond, Forwarder: f}, c.client, c.reader)
 	return startHandler(t, s)
 }
 

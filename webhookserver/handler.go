@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/liveroom-io/liveroom-operator/internal/forward"
+	"github.com/liveroom-io/liveroom-operator/internal/lanes"
 	"github.com/liveroom-io/liveroom-operator/internal/roomstate"
 	"github.com/liveroom-io/liveroom-operator/internal/roomstore"
 	"github.com/liveroom-io/liveroom-operator/internal/tencent"
@@ -33,6 +34,7 @@ const (
 	reasonUnstorable = "unstorable"
 	reasonBadPayload = "bad_payload"
 	reasonInternal   = "internal_error"
+	reasonOverloaded = "overloaded"
 )
 
 // queryValue reads a query parameter whatever its case: Tencent's pages spell the app
@@ -53,6 +55,8 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 	start := s.now()
 	s.metrics.Inflight.Inc()
 	defer s.metrics.Inflight.Dec()
+	inflight := s.inflight.Add(1)
+	defer s.inflight.Add(-1)
 
 	q := r.URL.Query()
 	queryCommand := queryValue(q, "CallbackCommand")
@@ -127,10 +131,16 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	if cb.Command == tencent.CommandMemberStateChanged && inflight > int64(s.opts.MemberAdmission) {
+		// Overloaded: room lifecycle callbacks go first. Nothing of this one was kept.
+		s.metrics.Rejections.WithLabelValues(reasonOverloaded).Inc()
+		writeFail(rw, http.StatusServiceUnavailable, "overloaded, retry")
+		return
+	}
 	if s.opts.Forwarder != nil && forward.IsBlocking(cb.Command) {
 		// The app decides blocking callbacks (gifts, messages); its answer goes back as is.
 		answer := s.opts.Forwarder.Forward(r.Context(), r.URL.RawQuery, body)
-		s.metrics.Events.WithLabelValues(command, outcomeForwarded).Inc()
+		s.metrics.Events.WithLabelValues(command, string(outcomeForwarded)).Inc()
 		_ = answer.Reply(rw)
 		return
 	}
@@ -159,6 +169,11 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 		s.log.Error(err, "Callback not stored: internal error", "command", cb.Command, "roomId", logValue(cb.Room()),
 			"stack", string(panicked.stack))
 		writeFail(rw, http.StatusInternalServerError, "internal error")
+		return
+	case errors.Is(err, lanes.ErrOverloaded):
+		// Answered before the deadline: nothing of it was kept.
+		s.metrics.Rejections.WithLabelValues(reasonOverloaded).Inc()
+		writeFail(rw, http.StatusServiceUnavailable, err.Error())
 		return
 	case errors.Is(err, roomstore.ErrUnstorable):
 		// No retry can store it: a 4xx, so that nobody retries for ever.
@@ -206,13 +221,16 @@ func (s *Server) applyRecovering(ctx context.Context, cb *tencent.Callback, now 
 }
 
 // outcomeIgnored marks a callback the operator does not act on; outcomeForwarded a
-// blocking callback answered by the app's backend.
+// blocking callback answered by the app's backend;
+// outcomeCounted a member-count change taken by the count lane.
 const (
 	outcomeIgnored   roomstate.Outcome = "ignored"
-	outcomeForwarded                   = "forwarded"
+	outcomeForwarded roomstate.Outcome = "forwarded"
+	outcomeCounted   roomstate.Outcome = "counted"
 )
 
-// apply stores the callback's effect and returns when the API server has it.
+// apply stores the callback's effect. A room lifecycle change returns once the API
+// server has it; a member-count change once the count lane has it.
 func (s *Server) apply(ctx context.Context, cb *tencent.Callback, now time.Time) (roomstate.Outcome, error) {
 	if !tencent.IsRoomCommand(cb.Command) {
 		return outcomeIgnored, nil
@@ -226,7 +244,10 @@ func (s *Server) apply(ctx context.Context, cb *tencent.Callback, now time.Time)
 		default:
 			return outcomeIgnored, nil
 		}
-		return s.members.submit(ctx, cb.Room(), delta, roomstate.EventMillis(cb, now))
+		if err := s.counts.Add(cb.Room(), delta, roomstate.EventMillis(cb, now)); err != nil {
+			return "", err
+		}
+		return outcomeCounted, nil
 	}
 	res, err := s.store.Mutate(ctx, cb.Room(), livev1.OriginCallback, roomstate.ForCallback(cb, now))
 	return res.Outcome, err

@@ -19,6 +19,8 @@ type Metrics struct {
 	// of the token file that were refused, keeping the tokens loaded before.
 	Tokens            prometheus.Gauge
 	TokenReloadErrors prometheus.Counter
+	// LifecycleWait is the time room lifecycle callbacks wait for a write slot.
+	LifecycleWait prometheus.Histogram
 }
 
 // NewMetrics creates the collectors and registers them on reg when it is not nil.
@@ -57,9 +59,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "liveroom_callback_token_reload_errors_total",
 			Help: "Reloads of the callback token file refused (unreadable, no token, placeholder token); the previous tokens stay in force.",
 		}),
+		LifecycleWait: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "liveroom_lifecycle_lane_wait_seconds",
+			Help:    "Time room lifecycle callbacks (create, destroy, update, owner, admins, seats) waited for a write slot.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 1.5},
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Requests, m.Duration, m.Rejections, m.Inflight, m.Events, m.Duplicates, m.Tokens, m.TokenReloadErrors)
+		reg.MustRegister(m.Requests, m.Duration, m.Rejections, m.Inflight, m.Events, m.Duplicates, m.Tokens, m.TokenReloadErrors, m.LifecycleWait)
 	}
 	return m
 }

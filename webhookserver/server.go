@@ -13,11 +13,11 @@ import (
 
 	"github.com/go-logr/logr"
 	"golang.org/x/net/netutil"
-	"k8s.io/client-go/tools/events"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/liveroom-io/liveroom-operator/internal/forward"
+	"github.com/liveroom-io/liveroom-operator/internal/lanes"
 	"github.com/liveroom-io/liveroom-operator/internal/logthrottle"
+	"github.com/liveroom-io/liveroom-operator/internal/roomstate"
 	"github.com/liveroom-io/liveroom-operator/internal/roomstore"
 )
 
@@ -68,8 +68,14 @@ type Options struct {
 	IdleTimeout time.Duration
 	// Timeout bounds the time to store one callback; Tencent waits 2 s.
 	Timeout time.Duration
-	// MemberInterval is the least time between two member-count writes of one room.
-	MemberInterval time.Duration
+	// LifecycleConcurrency bounds the room lifecycle writes in flight; callbacks that
+	// could not be stored within Timeout behind them are refused at once. 0 means
+	// DefaultLifecycleConcurrency.
+	LifecycleConcurrency int
+	// MemberAdmission is the number of callbacks in flight above which member callbacks
+	// are refused, so that room lifecycle callbacks are still admitted under overload.
+	// 0 means DefaultMemberAdmission.
+	MemberAdmission int
 	// ShutdownTimeout bounds how long in-flight callbacks may finish on shutdown.
 	ShutdownTimeout time.Duration
 	// Forwarder, if set, delivers every accepted callback to the app's own backend too.
@@ -95,6 +101,27 @@ func (o Options) Validate() error {
 
 func (o Options) signed() bool { return o.Tokens != nil && o.Tokens.Enabled() }
 
+// Defaults of Options.
+const (
+	// DefaultLifecycleConcurrency lets a few dozen room writes wait on the API server at
+	// once: enough to keep it busy, few enough that a slow server is noticed at once.
+	DefaultLifecycleConcurrency = 32
+	// DefaultMemberAdmission is well above what a healthy server has in flight (member
+	// callbacks are answered in about a millisecond).
+	DefaultMemberAdmission = 512
+)
+
+// roomWriter stores room mutations; *roomstore.Store is the real one.
+type roomWriter interface {
+	Mutate(ctx context.Context, roomID, origin string, m roomstate.Mutation) (roomstore.Result, error)
+}
+
+// CountLane takes member-count changes once they are acknowledged; *audience.Lane is the
+// real one, which writes them under a budget of its own.
+type CountLane interface {
+	Add(roomID string, delta, eventMillis int64) error
+}
+
 // Forwarder delivers callbacks to the app's backend: blocking ("Before") callbacks
 // synchronously, with the backend's answer going back to Tencent, and after-event
 // callbacks through a queue. *forward.Forwarder is the real one.
@@ -107,8 +134,8 @@ type Forwarder interface {
 type Server struct {
 	opts    Options
 	log     logr.Logger
-	store   roomWriter
-	members *memberBatcher
+	store   roomWriter // the lifecycle lane: room changes stored before they are acknowledged
+	counts  CountLane  // the count lane: member changes acknowledged, then written
 	replay  *replayCache
 	metrics *Metrics
 	now     func() time.Time
@@ -117,48 +144,51 @@ type Server struct {
 	// Log throttles: rejections come from outside and may come in floods.
 	rejectLog, notStoredLog *logthrottle.Throttle
 
+	inflight  atomic.Int64
 	listening atomic.Bool
 	addr      atomic.Value // net.Addr once listening
 }
 
-// New builds a server that writes LiveRooms through c (cached reads) and apiReader.
-func New(opts Options, c client.Client, apiReader client.Reader, recorder events.EventRecorder, metrics *Metrics, log logr.Logger) *Server {
-	return NewWithStore(opts, NewStore(opts, c, apiReader, recorder), metrics, log)
+// New builds a callback server: room lifecycle callbacks are stored through store
+// before they are answered, at most Options.LifecycleConcurrency writes at a time; member
+// callbacks are answered once counts has them.
+func New(opts Options, store *roomstore.Store, counts CountLane, metrics *Metrics, log logr.Logger) *Server {
+	if metrics == nil {
+		metrics = NewMetrics(nil)
+	}
+	opts = opts.withDefaults()
+	gate := lanes.NewGate(opts.LifecycleConcurrency, metrics.LifecycleWait)
+	return newServer(opts, store.Through(store.Client, gate), counts, metrics, log)
 }
 
-// NewStore is the room store callbacks write through. The resync shares it: it writes
-// the same Tencent-reported facts, under the same field manager and per-room locks.
-func NewStore(opts Options, c client.Client, apiReader client.Reader, recorder events.EventRecorder) *roomstore.Store {
-	return roomstore.New(roomstore.Config{
-		Client: c, APIReader: apiReader, Namespace: opts.Namespace, SDKAppID: opts.SDKAppID,
-		FieldOwner: FieldOwner, Recorder: recorder,
-	})
+// withDefaults fills in the options left zero.
+func (o Options) withDefaults() Options {
+	if o.Timeout == 0 {
+		o.Timeout = 1500 * time.Millisecond
+	}
+	if o.MaxSkew == 0 {
+		o.MaxSkew = time.Minute
+	}
+	if o.MaxConnections == 0 {
+		o.MaxConnections = DefaultMaxConnections
+	}
+	if o.IdleTimeout == 0 {
+		o.IdleTimeout = DefaultIdleTimeout
+	}
+	if o.LifecycleConcurrency == 0 {
+		o.LifecycleConcurrency = DefaultLifecycleConcurrency
+	}
+	if o.MemberAdmission == 0 {
+		o.MemberAdmission = DefaultMemberAdmission
+	}
+	if o.ShutdownTimeout == 0 {
+		o.ShutdownTimeout = 15 * time.Second
+	}
+	return o
 }
 
-// NewWithStore builds a server that writes LiveRooms through store.
-func NewWithStore(opts Options, store *roomstore.Store, metrics *Metrics, log logr.Logger) *Server {
-	return newServer(opts, store, metrics, log)
-}
-
-func newServer(opts Options, store roomWriter, metrics *Metrics, log logr.Logger) *Server {
-	if opts.Timeout == 0 {
-		opts.Timeout = 1500 * time.Millisecond
-	}
-	if opts.MaxSkew == 0 {
-		opts.MaxSkew = time.Minute
-	}
-	if opts.MaxConnections == 0 {
-		opts.MaxConnections = DefaultMaxConnections
-	}
-	if opts.IdleTimeout == 0 {
-		opts.IdleTimeout = DefaultIdleTimeout
-	}
-	if opts.MemberInterval == 0 {
-		opts.MemberInterval = time.Second
-	}
-	if opts.ShutdownTimeout == 0 {
-		opts.ShutdownTimeout = 15 * time.Second
-	}
+func newServer(opts Options, store roomWriter, counts CountLane, metrics *Metrics, log logr.Logger) *Server {
+	opts = opts.withDefaults()
 	if metrics == nil {
 		metrics = NewMetrics(nil)
 	}
@@ -166,7 +196,7 @@ func newServer(opts Options, store roomWriter, metrics *Metrics, log logr.Logger
 		opts:    opts,
 		log:     log,
 		store:   store,
-		members: newMemberBatcher(store, opts.MemberInterval, opts.Timeout),
+		counts:  counts,
 		replay:  newReplayCache(2*opts.MaxSkew, 200000),
 		metrics: metrics,
 		now:     time.Now,

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr"
 	. "github.com/onsi/gomega"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -80,13 +79,14 @@ func TestUnstorableChangeIsRefusedNotRetried(t *testing.T) {
 		return send(t, callback{command: tencent.CommandModifyAdmin, body: body})
 	}
 	expectOK(t, addAdmins(0, 200, t0*1000+1000))
-	before := writes.writesTo("many-admins")
+	before := getRoom(t, "many-admins").ResourceVersion
 	r := addAdmins(200, 100, t0*1000+2000)
 	g.Expect(r.status).To(Equal(http.StatusUnprocessableEntity))
 	g.Expect(r.ActionStatus).To(Equal("FAIL"))
 	g.Expect(r.ErrorInfo).To(ContainSubstring("more than 256"))
-	g.Expect(writes.writesTo("many-admins")).To(Equal(before), "nothing written")
-	g.Expect(getRoom(t, "many-admins").Status.Admins).To(HaveLen(200))
+	room := getRoom(t, "many-admins")
+	g.Expect(room.ResourceVersion).To(Equal(before), "nothing stored")
+	g.Expect(room.Status.Admins).To(HaveLen(200))
 }
 
 // The API server's refusal of the object (422) is permanent too.
@@ -97,7 +97,7 @@ func TestAPIServerInvalidIsNotRetryable(t *testing.T) {
 	c := &failingClient{Client: writes, statusErr: apierrors.NewInvalid(schema.GroupKind{Group: livev1.GroupVersion.Group, Kind: "LiveRoom"}, "x",
 		field.ErrorList{field.TooMany(field.NewPath("status", "seats"), 300, 256)})}
 	c.statusFailures.Store(1)
-	s := New(Options{SDKAppID: testAppID, Namespace: testNamespace, Tokens: tokens}, c, writes, nil, nil, logr.Discard())
+	s := serverOn(t, Options{SDKAppID: testAppID, Namespace: testNamespace, Tokens: tokens}, c, writes)
 	url := startHandler(t, s)
 	r := send(t, callback{command: tencent.CommandCreateRoom, body: createBody("refused-by-schema", "u", time.Now().Unix()), url: url})
 	g.Expect(r.status).To(Equal(http.StatusUnprocessableEntity))
@@ -110,7 +110,7 @@ func TestRetryAfterPartialWriteIsHarmless(t *testing.T) {
 	tokens, err := NewTokens("", firstToken)
 	g.Expect(err).NotTo(HaveOccurred())
 	c := &failingClient{Client: writes, statusErr: apierrors.NewServiceUnavailable("etcd leader changed")}
-	s := New(Options{SDKAppID: testAppID, Namespace: testNamespace, Tokens: tokens}, c, writes, nil, nil, logr.Discard())
+	s := serverOn(t, Options{SDKAppID: testAppID, Namespace: testNamespace, Tokens: tokens}, c, writes)
 	url := startHandler(t, s)
 
 	t0 := time.Now().Unix() - 100

@@ -25,6 +25,7 @@ import (
 
 	livev1 "github.com/liveroom-io/liveroom-operator/api/v1alpha1"
 	"github.com/liveroom-io/liveroom-operator/internal/caches"
+	"github.com/liveroom-io/liveroom-operator/internal/audience"
 	"github.com/liveroom-io/liveroom-operator/internal/roomstore"
 	"github.com/liveroom-io/liveroom-operator/internal/testenv"
 )
@@ -104,9 +105,15 @@ func runSuite(m *testing.M) int {
 	}
 	writes = &writeCounter{Client: mgr.GetClient(), perRoom: map[string]int{}}
 	metrics = NewMetrics(prometheus.NewRegistry())
+	store := roomstore.New(roomstore.Config{Client: writes, APIReader: mgr.GetAPIReader(), Namespace: testNamespace,
+		SDKAppID: testAppID, FieldOwner: FieldOwner, Recorder: mgr.GetEventRecorder(FieldOwner)})
+	counts := audience.New(audience.Config{Replica: "suite", Interval: countInterval, Log: logr.Discard()}, store)
 	srv = New(Options{BindAddress: "127.0.0.1:0", SDKAppID: testAppID, Namespace: testNamespace, Tokens: tokens},
-		writes, mgr.GetAPIReader(), mgr.GetEventRecorder(FieldOwner), metrics, logr.Discard())
+		store, counts, metrics, logr.Discard())
 	if err := mgr.Add(srv); err != nil {
+		panic(err)
+	}
+	if err := mgr.Add(counts); err != nil {
 		panic(err)
 	}
 	go func() {
@@ -238,4 +245,27 @@ func getRoom(t testing.TB, name string) *livev1.LiveRoom {
 		t.Fatalf("getting LiveRoom %s: %v", name, err)
 	}
 	return &room
+}
+
+// countInterval is the count lane's per-room interval in these tests.
+const countInterval = 200 * time.Millisecond
+
+// serverOn builds a callback server whose writes go through c (reads through apiReader),
+// with a count lane of its own running until the test ends.
+func serverOn(t *testing.T, opts Options, c client.Client, apiReader client.Reader) *Server {
+	t.Helper()
+	opts.SDKAppID, opts.Namespace = testAppID, testNamespace
+	store := roomstore.New(roomstore.Config{Client: c, APIReader: apiReader, Namespace: testNamespace, SDKAppID: testAppID, FieldOwner: FieldOwner})
+	return New(opts, store, startCounts(t, store), nil, logr.Discard())
+}
+
+// startCounts runs a count lane on store until the test ends.
+func startCounts(t testing.TB, store audience.Store) *audience.Lane {
+	t.Helper()
+	lane := audience.New(audience.Config{Replica: "test", Interval: countInterval, WritesPerSecond: 1000, Log: logr.Discard()}, store)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = lane.Start(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return lane
 }

@@ -82,7 +82,7 @@ func TestTokenReloadNeverDropsTokens(t *testing.T) {
 
 	logs := &lineLog{}
 	metrics := NewMetrics(prometheus.NewRegistry())
-	s := newServer(Options{BindAddress: "127.0.0.1:0", SDKAppID: testAppID, Tokens: tokens}, newMemStore(), metrics, logs.logger())
+	s := newServer(Options{BindAddress: "127.0.0.1:0", SDKAppID: testAppID, Tokens: tokens}, newMemStore(), nil, metrics, logs.logger())
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
@@ -142,7 +142,7 @@ func TestUnsignedOnlyWhenAllowed(t *testing.T) {
 	noTokens, err := NewTokens("", "")
 	g.Expect(err).NotTo(HaveOccurred())
 	for _, tokens := range []*Tokens{nil, noTokens} {
-		s := newServer(Options{BindAddress: "127.0.0.1:0", SDKAppID: testAppID, Tokens: tokens}, newMemStore(), nil, logr.Discard())
+		s := newServer(Options{BindAddress: "127.0.0.1:0", SDKAppID: testAppID, Tokens: tokens}, newMemStore(), nil, nil, logr.Discard())
 		g.Expect(startBriefly(s)).To(MatchError(ContainSubstring("--callback-allow-unsigned")))
 		// Used without Start, the handler fails closed.
 		q := signedQuery(tencent.CommandCreateRoom, "", "")
@@ -152,7 +152,7 @@ func TestUnsignedOnlyWhenAllowed(t *testing.T) {
 	}
 
 	store := newMemStore()
-	s := newServer(Options{SDKAppID: testAppID, AllowUnsigned: true}, store, nil, logr.Discard())
+	s := newServer(Options{SDKAppID: testAppID, AllowUnsigned: true}, store, nil, nil, logr.Discard())
 	q := signedQuery(tencent.CommandCreateRoom, "", "")
 	q.Del("Sign")
 	q.Del("RequestTime")
@@ -172,7 +172,7 @@ func TestOptionsValidateMaxSkew(t *testing.T) {
 			t.Errorf("max skew %s refused: %v", skew, err)
 		}
 	}
-	s := newServer(Options{BindAddress: "127.0.0.1:0", Tokens: tokens, MaxSkew: 1 << 62}, newMemStore(), nil, logr.Discard())
+	s := newServer(Options{BindAddress: "127.0.0.1:0", Tokens: tokens, MaxSkew: 1 << 62}, newMemStore(), nil, nil, logr.Discard())
 	if err := startBriefly(s); err == nil || !strings.Contains(err.Error(), "max skew") {
 		t.Fatalf("Start with an overflowing skew: %v", err)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 )
 
 // The lanes.
@@ -17,13 +18,17 @@ const (
 	Lifecycle  = "lifecycle"
 	Counts     = "counts"
 	Controller = "controller"
+	// Events is what else the callback server writes: Events.
+	Events = "events"
 )
+
+func init() { metrics.Registry.MustRegister(Writes) }
 
 // Writes counts the write requests (anything but GET, HEAD and OPTIONS: watches and lists
 // are GETs) each lane sends to the API server, retries included.
 var Writes = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Name: "liveroom_api_writes_total",
-	Help: "Write requests sent to the Kubernetes API server, by lane (lifecycle, counts, controller).",
+	Help: "Write requests sent to the Kubernetes API server, by lane (lifecycle, counts, controller, events).",
 }, []string{"lane"})
 
 // RestConfig is a copy of base for lane: its own client-side rate limit (qps, burst) and

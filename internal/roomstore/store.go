@@ -58,17 +58,35 @@ type Config struct {
 	FieldOwner string
 	// Recorder, if set, gets an Event when a room is created, ended or revived.
 	Recorder events.EventRecorder
+	// Gate, if set, bounds the writes in flight: a mutation holding its room's lock
+	// enters it before reading and writing, so callbacks queued behind one busy room hold
+	// no slot while they wait.
+	Gate Gate
+}
+
+// Gate admits writes; *lanes.Gate is the real one.
+type Gate interface {
+	Enter(ctx context.Context) (release func(), err error)
 }
 
 // Store writes room events to LiveRooms in one namespace. It owns finding rooms by
 // RoomId and creating them: the callback server and the resync both go through it.
 type Store struct {
 	Config
-	locks keyedMutex
+	locks *keyedMutex
 }
 
 // New builds a Store.
-func New(cfg Config) *Store { return &Store{Config: cfg} }
+func New(cfg Config) *Store { return &Store{Config: cfg, locks: &keyedMutex{}} }
+
+// Through is the same store writing through c, with gate (nil: none): another lane's
+// client and budget, the same rooms and per-room locks, so one process never races
+// itself on a room.
+func (s *Store) Through(c client.Client, gate Gate) *Store {
+	cfg := s.Config
+	cfg.Client, cfg.Gate = c, gate
+	return &Store{Config: cfg, locks: s.locks}
+}
 
 // Result is what a mutation did and the room as stored afterwards.
 type Result struct {
@@ -87,6 +105,13 @@ func (s *Store) Mutate(ctx context.Context, roomID, origin string, m roomstate.M
 		return Result{}, fmt.Errorf("waiting for the room's earlier writes: %w", err)
 	}
 	defer unlock()
+	if s.Gate != nil {
+		release, err := s.Gate.Enter(ctx)
+		if err != nil {
+			return Result{}, err
+		}
+		defer release()
+	}
 
 	cur, err := s.find(ctx, s.Client, roomID)
 	if err != nil {

@@ -63,6 +63,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	livev1 "github.com/liveroom-io/liveroom-operator/api/v1alpha1"
+	"github.com/liveroom-io/liveroom-operator/internal/audience"
 	"github.com/liveroom-io/liveroom-operator/internal/caches"
 	"github.com/liveroom-io/liveroom-operator/internal/naming"
 	"github.com/liveroom-io/liveroom-operator/internal/roomstate"
@@ -217,9 +218,12 @@ func run(ctx context.Context, f *flags) error {
 		return err
 	}
 	newServer := func(ns string, recorder events.EventRecorder) (*webhookserver.Server, error) {
+		store := roomstore.New(roomstore.Config{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Namespace: ns,
+			SDKAppID: sdkAppID, FieldOwner: webhookserver.FieldOwner, Recorder: recorder})
+		counts := audience.New(audience.Config{Log: logr.Discard()}, store) // creates only: never written
 		srv := webhookserver.New(webhookserver.Options{
 			BindAddress: "127.0.0.1:0", SDKAppID: sdkAppID, Namespace: ns, Tokens: tokens, Timeout: f.timeout,
-		}, mgr.GetClient(), mgr.GetAPIReader(), recorder, webhookserver.NewMetrics(prometheus.NewRegistry()), logr.Discard())
+		}, store, counts, webhookserver.NewMetrics(prometheus.NewRegistry()), logr.Discard())
 		return srv, mgr.Add(srv)
 	}
 	// The server under test, as main.go wires it (with its Event recorder).

@@ -22,14 +22,15 @@ import (
 	"github.com/go-logr/logr"
 
 	"github.com/liveroom-io/liveroom-operator/internal/forward"
+	"github.com/liveroom-io/liveroom-operator/internal/roomstore"
 	"github.com/liveroom-io/liveroom-operator/webhookserver"
 )
 
 const (
-	appID = 1400000000
-	token = "bench-token"
-	gift  = `{"CallbackCommand":"Live.CallbackBeforeSendGift","Operator_Account":"brennanli","RoomId":"room_id","GiftWater":{"From_Account":"from","To_Account":["to1"],"Time":1703589922,"GiftId":"gift1","Count":1,"Coins":1000}}`
-	meta  = `{"CallbackCommand":"Live.CallbackAfterSetMetadata","Operator_Account":"brennanli","RoomId":"live-room1111","Metadata":[{"Key":"key1","Value":"value1"}],"EventTime":1739965885831}`
+	appID  = 1400000000
+	token  = "bench-token"
+	gift   = `{"CallbackCommand":"Live.CallbackBeforeSendGift","Operator_Account":"brennanli","RoomId":"room_id","GiftWater":{"From_Account":"from","To_Account":["to1"],"Time":1703589922,"GiftId":"gift1","Count":1,"Coins":1000}}`
+	battle = `{"CallbackCommand":"Live.CallbackAfterCreateBattle","Operator_Account":"brennanli","BattleId":"battle-1","FromRoomId":"live-room1111","ToRoomIdList":["live-room2222"],"Timeout":10000,"Duration":300000,"NeedResponse":true,"EventTime":1739965885831}`
 )
 
 func main() {
@@ -65,9 +66,9 @@ func main() {
 	fmt.Printf("  %-28s p50 %8s  p99 %8s\n", "operator in front", through.p(50), through.p(99))
 	fmt.Printf("  %-28s p50 %8s  p99 %8s\n", "added by the operator", through.p(50)-direct.p(50), through.p(99)-direct.p(99))
 
-	fmt.Printf("\nAfter-event callbacks (Live.CallbackAfterSetMetadata), %d requests at concurrency %d, backend delay %s\n", *asyncN, *concurrency, *slow)
-	none := run(*asyncN, *concurrency, func() (int, error) { return post(plain+"?"+query("Live.CallbackAfterSetMetadata"), meta) })
-	fwd := run(*asyncN, *concurrency, func() (int, error) { return post(forwarding+"?"+query("Live.CallbackAfterSetMetadata"), meta) })
+	fmt.Printf("\nAfter-event callbacks (Live.CallbackAfterCreateBattle), %d requests at concurrency %d, backend delay %s\n", *asyncN, *concurrency, *slow)
+	none := run(*asyncN, *concurrency, func() (int, error) { return post(plain+"?"+query("Live.CallbackAfterCreateBattle"), battle) })
+	fwd := run(*asyncN, *concurrency, func() (int, error) { return post(forwarding+"?"+query("Live.CallbackAfterCreateBattle"), battle) })
 	fmt.Printf("  %-28s %8.0f/s  p50 %8s  p99 %8s  errors %d\n", "no forwarding", none.rate(), none.p(50), none.p(99), none.errors)
 	fmt.Printf("  %-28s %8.0f/s  p50 %8s  p99 %8s  errors %d\n", "forwarding to slow backend", fwd.rate(), fwd.p(50), fwd.p(99), fwd.errors)
 	fmt.Printf("  throughput ratio (forwarding / none): %.2f\n", fwd.rate()/none.rate())
@@ -85,7 +86,8 @@ func server(ctx context.Context, backend string) string {
 		go func() { _ = f.Start(ctx) }()
 		opts.Forwarder = f
 	}
-	s := webhookserver.New(opts, nil, nil, nil, nil, logr.Discard())
+	// Only callbacks the operator does not store are sent: no room store or count lane.
+	s := webhookserver.New(opts, roomstore.New(roomstore.Config{}), nil, nil, logr.Discard())
 	return httptest.NewServer(s.Handler()).URL + "/callback"
 }
 
