@@ -26,8 +26,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -40,8 +40,8 @@ import (
 	"github.com/liveroom-io/liveroom-operator/controllers"
 	"github.com/liveroom-io/liveroom-operator/internal/audience"
 	"github.com/liveroom-io/liveroom-operator/internal/caches"
-	"github.com/liveroom-io/liveroom-operator/internal/lanes"
 	"github.com/liveroom-io/liveroom-operator/internal/forward"
+	"github.com/liveroom-io/liveroom-operator/internal/lanes"
 	"github.com/liveroom-io/liveroom-operator/internal/resync"
 	"github.com/liveroom-io/liveroom-operator/internal/roomstore"
 	"github.com/liveroom-io/liveroom-operator/internal/tencent"
@@ -126,6 +126,7 @@ type options struct {
 	metricsCertKey      string
 	enableHTTP2         bool
 	probeBindAddress    string
+	pprofBindAddress    string
 	leaderElect         bool
 	leaderElectionNS    string
 	kubeconfig          string
@@ -166,6 +167,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.metricsCertKey, "metrics-cert-key", "tls.key", "File name of the metrics server's key in --metrics-cert-path.")
 	fs.BoolVar(&o.enableHTTP2, "enable-http2", false, "Allow HTTP/2 on the metrics server; off by default against the HTTP/2 Stream Cancellation and Rapid Reset attacks.")
 	fs.StringVar(&o.probeBindAddress, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz probes.")
+	fs.StringVar(&o.pprofBindAddress, "pprof-bind-address", "0", "Address of Go's /debug/pprof profiles, for diagnosis (\"0\": off; never expose it beyond the pod).")
 	fs.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader among replicas for the reconcilers; the callback server runs in all.")
 	fs.StringVar(&o.leaderElectionNS, "leader-election-namespace", "", "Namespace of the leader election Lease (default: the pod's namespace).")
 	fs.StringVar(&o.tencentAPIURL, "tencent-api-url", "https://adminapisgp.im.qcloud.com", "Tencent REST API host of the app's region.")
@@ -309,6 +311,7 @@ func run(ctx context.Context, args []string) error {
 		Scheme:                  newScheme(),
 		Metrics:                 metricsOpts,
 		HealthProbeBindAddress:  o.probeBindAddress,
+		PprofBindAddress:        o.pprofBindAddress,
 		LeaderElection:          o.leaderElect,
 		LeaderElectionID:        "liveroom-operator.live.liveroom.io",
 		LeaderElectionNamespace: o.leaderElectionNS,

@@ -65,6 +65,8 @@ type flags struct {
 	maxInflight int
 	legacy      bool
 	extraArgs   []string
+	profile     string
+	profileRate int
 }
 
 func parseFlags() (*flags, error) {
@@ -78,6 +80,8 @@ func parseFlags() (*flags, error) {
 	flag.DurationVar(&f.idle, "idle", 10*time.Second, "length of the idle phase (creates only)")
 	flag.DurationVar(&f.drainLimit, "drain-limit", 5*time.Minute, "give up waiting for the count lane to drain after this long")
 	flag.IntVar(&f.maxInflight, "max-inflight", 8192, "requests in flight before the generator itself counts as saturated")
+	flag.StringVar(&f.profile, "cpuprofile", "", "write a CPU profile of the manager, taken during one storm, to this file")
+	flag.IntVar(&f.profileRate, "cpuprofile-rate", 0, "the storm to profile (default: the last)")
 	flag.BoolVar(&f.legacy, "legacy-flags", false, "run a manager from before the two roles (no --role, plain-HTTP metrics), to measure it in the same way")
 	flag.Parse()
 	for _, p := range strings.Split(*rates, ",") {
@@ -147,6 +151,13 @@ func run(ctx context.Context, f *flags) error {
 			return ctx.Err()
 		}
 		writes0 := m.metrics()
+		profileRate := f.profileRate
+		if profileRate == 0 {
+			profileRate = f.rates[len(f.rates)-1]
+		}
+		if f.profile != "" && rate == profileRate {
+			go m.cpuProfile(f.profile, f.duration*3/4)
+		}
 		r := g.phase(ctx, rate, f.duration, f.createEvery)
 		writes1 := m.metrics()
 		r.writes = perSecond(writes0, writes1, r.wall)
@@ -174,10 +185,10 @@ func argsNote(args []string) string {
 
 // manager is the bin/manager process under test.
 type manager struct {
-	cmd                     *exec.Cmd
-	callbackURL, metricsURL string
-	done                    chan struct{}
-	client                  *http.Client
+	cmd                               *exec.Cmd
+	callbackURL, metricsURL, pprofURL string
+	done                              chan struct{}
+	client                            *http.Client
 }
 
 func startManager(ctx context.Context, env *envtest.Environment, f *flags, work string) (*manager, error) {
@@ -197,17 +208,18 @@ func startManager(ctx context.Context, env *envtest.Environment, f *flags, work 
 	if err := os.WriteFile(tokens, []byte(token+"\n"), 0o600); err != nil {
 		return nil, err
 	}
-	ports, err := freePorts(3)
+	ports, err := freePorts(4)
 	if err != nil {
 		return nil, err
 	}
 	m := &manager{callbackURL: "http://127.0.0.1:" + ports[0] + "/callback", metricsURL: "http://127.0.0.1:" + ports[1] + "/metrics",
-		done: make(chan struct{}), client: &http.Client{Timeout: 5 * time.Second}}
+		pprofURL: "http://127.0.0.1:" + ports[3] + "/debug/pprof/profile",
+		done:     make(chan struct{}), client: &http.Client{Timeout: 5 * time.Second}}
 	args := []string{"--kubeconfig=" + kubeconfig, "--sdk-app-id=" + sdkAppID, "--room-namespace=" + roomNS,
 		"--callback-token-file=" + tokens, "--callback-bind-address=127.0.0.1:" + ports[0],
 		"--metrics-bind-address=127.0.0.1:" + ports[1], "--health-probe-bind-address=127.0.0.1:" + ports[2]}
 	if !f.legacy {
-		args = append(args, "--role=callback", "--metrics-secure=false")
+		args = append(args, "--role=callback", "--metrics-secure=false", "--pprof-bind-address=127.0.0.1:"+ports[3])
 	}
 	args = append(args, f.extraArgs...)
 	log, err := os.Create(filepath.Join(work, "manager.log"))
@@ -278,6 +290,25 @@ func (m *manager) metrics() map[string]float64 {
 		}
 	}
 	return out
+}
+
+// cpuProfile writes a CPU profile of the manager over d to file.
+func (m *manager) cpuProfile(file string, d time.Duration) {
+	c := &http.Client{Timeout: d + 30*time.Second}
+	resp, err := c.Get(fmt.Sprintf("%s?seconds=%d", m.pprofURL, int(d.Seconds())))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "load: profiling the manager:", err)
+		return
+	}
+	defer resp.Body.Close()
+	out, err := os.Create(file)
+	if err == nil {
+		_, err = io.Copy(out, resp.Body)
+		out.Close()
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "load: profiling the manager:", err)
+	}
 }
 
 // waitDrained waits until the count lane has written every acknowledged delta.
