@@ -177,9 +177,16 @@ func (r *LiveAppReconciler) serve(ctx context.Context, app *livev1.LiveApp) (ctr
 
 	r.register(ctx, app, rep)
 
-	accepted, ts, tokensOK := r.callbackTokens(ctx, app, rep, now)
+	accepted, ts, tokens := r.callbackTokens(ctx, app, rep, now)
 	projected := false
-	if tokensOK {
+	switch tokens {
+	case tokensNone:
+		// Nothing authenticates the app's callbacks: the callback server gets nothing to
+		// accept them with.
+		if err := r.deleteProjection(ctx, app.UID); err != nil {
+			rep.fail(err)
+		}
+	case tokensKnown:
 		if auth, ok := r.forwardAuthorization(ctx, app, rep); ok {
 			if err := r.writeProjection(ctx, app, accepted, auth); err != nil {
 				rep.fail(err)
@@ -188,8 +195,10 @@ func (r *LiveAppReconciler) serve(ctx context.Context, app *livev1.LiveApp) (ctr
 			}
 		}
 	}
-	st.TokenSecretName = ""
-	if ts != nil {
+	switch {
+	case !app.Spec.Callback.Manage:
+		st.TokenSecretName = ""
+	case ts != nil:
 		st.TokenSecretName = ts.obj.Name
 	}
 
@@ -240,26 +249,39 @@ func (r *LiveAppReconciler) register(ctx context.Context, app *livev1.LiveApp, r
 	}
 }
 
-// callbackTokens are the tokens the app's callbacks may be signed with, the managed
-// token Secret (for managed apps) and whether the tokens are known: with none known, the
-// projection is left as it is.
-func (r *LiveAppReconciler) callbackTokens(ctx context.Context, app *livev1.LiveApp, rep *appReport, now time.Time) ([]string, *tokenSecret, bool) {
+// tokensOutcome says what is known of the tokens an app's callbacks may be signed with.
+type tokensOutcome int
+
+const (
+	// tokensKnown: the tokens (none with allowUnsigned) go to the projection.
+	tokensKnown tokensOutcome = iota
+	// tokensUnknown: they cannot be read now; the projection is left as it is.
+	tokensUnknown
+	// tokensNone: the spec gives no way to authenticate callbacks; no projection.
+	tokensNone
+)
+
+// callbackTokens are the tokens the app's callbacks may be signed with and, for managed
+// apps, the token Secret.
+func (r *LiveAppReconciler) callbackTokens(ctx context.Context, app *livev1.LiveApp, rep *appReport, now time.Time) ([]string, *tokenSecret, tokensOutcome) {
 	cb := app.Spec.Callback
 	switch {
 	case cb.Manage:
 		ts := r.managedTokens(ctx, app, rep, now)
 		if ts == nil {
-			return nil, nil, false
+			return nil, nil, tokensUnknown
 		}
-		return ts.state.accepted(now), ts, true
+		return ts.state.accepted(now), ts, tokensKnown
 	case cb.TokensSecretRef != nil:
-		tokens := r.unmanagedTokens(ctx, app, rep)
-		return tokens, nil, tokens != nil
+		if tokens := r.unmanagedTokens(ctx, app, rep); tokens != nil {
+			return tokens, nil, tokensKnown
+		}
+		return nil, nil, tokensUnknown
 	case cb.AllowUnsigned:
-		return nil, nil, true
+		return nil, nil, tokensKnown
 	}
 	rep.stall("NoCallbackAuthentication", "Callbacks need a way to be authenticated: set callback.manage (with api.secretKeyRef) for a token the operator generates, sets in Tencent and rotates, or callback.tokensSecretRef for tokens you set in Tencent yourself, or callback.allowUnsigned to accept unsigned callbacks (trials only)")
-	return nil, nil, false
+	return nil, nil, tokensNone
 }
 
 // forwardAuthorization is the Authorization value of deliveries to the app's backend ("" for

@@ -515,12 +515,15 @@ func TestCallbackAuthenticationAndSecretsReferenced(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
 
-	// Neither managed, nor tokens, nor unsigned allowed: stalled, saying the three ways.
+	// Neither managed, nor tokens, nor unsigned allowed: stalled, saying the three ways,
+	// and the callback server gets nothing to accept callbacks with.
 	f := newAppFixture(t)
 	none := f.create(f.managedApp("no-auth", func(a *livev1.LiveApp) {
 		a.Spec.API.SecretKeyRef = nil
-		a.Spec.Callback = livev1.LiveAppCallback{}
+		a.Spec.Callback = livev1.LiveAppCallback{AllowUnsigned: true}
 	}))
+	g.Eventually(func() bool { return projectionExists(getApp(t, none).UID) }, wait).Should(BeTrue())
+	patchApp(t, none, func(a *livev1.LiveApp) { a.Spec.Callback.AllowUnsigned = false })
 	g.Eventually(appCondition(none, livev1.ConditionStalled), wait).Should(Equal("True/NoCallbackAuthentication"))
 	msg := conditionMessage(t, none, livev1.ConditionStalled)
 	for _, way := range []string{"callback.manage", "callback.tokensSecretRef", "callback.allowUnsigned"} {

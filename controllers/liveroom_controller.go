@@ -343,6 +343,9 @@ const jobOwnerField = ".metadata.controller"
 // SetupWithManager registers the reconciler. LiveRoom status updates that callbacks make
 // every second (audience, seats) do not wake it: only what decides recordings does.
 func (r *LiveRoomReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.Apps == nil {
+		return errors.New("LiveRoomReconciler needs Apps, the registry of the serving apps")
+	}
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &batchv1.Job{}, jobOwnerField, func(o client.Object) []string {
 		owner := metav1.GetControllerOf(o)
 		if owner == nil || owner.APIVersion != livev1.GroupVersion.String() || owner.Kind != "LiveRoom" {
