@@ -199,7 +199,12 @@ func (r *LiveAppReconciler) serve(ctx context.Context, app *livev1.LiveApp) (ctr
 	case !app.Spec.Callback.Manage:
 		st.TokenSecretName = ""
 	case ts != nil:
+		// The token Secret, read from the API server, is the truth; the cached LiveApp
+		// may not show the last status written yet.
 		st.TokenSecretName = ts.obj.Name
+		if at := ts.state.switchedAt; at != nil {
+			st.TokenRotatedAt = &metav1.Time{Time: *at}
+		}
 	}
 
 	if app.Spec.Callback.Manage {
@@ -435,13 +440,13 @@ func (r *LiveAppReconciler) lastCheck(uid types.UID) (callbackCheck, bool) {
 	return c, ok
 }
 
-func (r *LiveAppReconciler) recordCheck(app *livev1.LiveApp, at time.Time) {
+func (r *LiveAppReconciler) recordCheck(app *livev1.LiveApp, at time.Time, held *livev1.TencentCallbackStatus) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.checks == nil {
 		r.checks = map[types.UID]callbackCheck{}
 	}
-	r.checks[app.UID] = callbackCheck{generation: app.Generation, at: at}
+	r.checks[app.UID] = callbackCheck{generation: app.Generation, at: at, status: held.DeepCopy()}
 }
 
 func (r *LiveAppReconciler) forgetCheck(uid types.UID) {
@@ -460,9 +465,11 @@ func (r *LiveAppReconciler) now() time.Time {
 func (r *LiveAppReconciler) checkInterval() time.Duration {
 	return cmpOr(r.CheckInterval, DefaultCallbackCheckInterval)
 }
-func (r *LiveAppReconciler) secretPoll() time.Duration  { return cmpOr(r.SecretPoll, DefaultSecretPoll) }
-func (r *LiveAppReconciler) replicaPoll() time.Duration { return cmpOr(r.ReplicaPoll, DefaultReplicaPoll) }
-func (r *LiveAppReconciler) tokenGrace() time.Duration  { return cmpOr(r.TokenGrace, DefaultTokenGrace) }
+func (r *LiveAppReconciler) secretPoll() time.Duration { return cmpOr(r.SecretPoll, DefaultSecretPoll) }
+func (r *LiveAppReconciler) replicaPoll() time.Duration {
+	return cmpOr(r.ReplicaPoll, DefaultReplicaPoll)
+}
+func (r *LiveAppReconciler) tokenGrace() time.Duration { return cmpOr(r.TokenGrace, DefaultTokenGrace) }
 func (r *LiveAppReconciler) quotaWarning() time.Duration {
 	return cmpOr(r.QuotaWarning, DefaultQuotaWarning)
 }

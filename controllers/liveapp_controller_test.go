@@ -405,8 +405,8 @@ func TestTokenRotationWaitsForEveryReplica(t *testing.T) {
 	putReplica(t, "replica-b", map[string]string{uid: apps.TokensHash(pair)}, time.Now())
 	g.Eventually(func() string { return f.fake.CallbackToken().Token }, wait).Should(Equal(second))
 	switched := time.Now()
+	g.Eventually(func() string { return string(tokenSecretOf(t, app).Data[TokenKey]) }, wait).Should(Equal(second))
 	ts = tokenSecretOf(t, app)
-	g.Expect(string(ts.Data[TokenKey])).To(Equal(second))
 	g.Expect(string(ts.Data[PreviousTokenKey])).To(Equal(first))
 	g.Expect(ts.Annotations).To(HaveKey(PreviousTokenUntilAnnotation))
 	g.Expect(projection(app)()).To(ConsistOf(first, second))
@@ -622,7 +622,9 @@ func TestAppRoomsUseTheirAppsTTLClientAndResync(t *testing.T) {
 
 	// ... until the app gets one: then the room is created in the app's Tencent.
 	f.keySecret()
-	patchApp(t, app, func(a *livev1.LiveApp) { a.Spec.API.SecretKeyRef = &livev1.SecretKeyRef{Name: "tencent", Key: "secretKey"} })
+	patchApp(t, app, func(a *livev1.LiveApp) {
+		a.Spec.API.SecretKeyRef = &livev1.SecretKeyRef{Name: "tencent", Key: "secretKey"}
+	})
 	g.Eventually(syncedReason(t, declared), wait).Should(Equal("True/Created"))
 	_, ok := f.fake.Room("from-git-1")
 	g.Expect(ok).To(BeTrue())
@@ -653,30 +655,31 @@ func TestDeclaredRoomMetadataPushedChangedDeleted(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
 	ns := newNamespace(t)
-	room := declaredRoom(ns, "with-metadata", "with-metadata-1", "")
+	roomID := "with-metadata-" + ns
+	room := declaredRoom(ns, "with-metadata", roomID, "")
 	room.Spec.Metadata = map[string]string{"theme": "dark", "banner": "welcome"}
 	g.Expect(k8s.Create(ctx, room)).To(Succeed())
 	g.Eventually(syncedReason(t, room), wait).Should(Equal("True/Created"))
-	g.Expect(fakeTencent.RoomMetadata("with-metadata-1")).To(Equal(room.Spec.Metadata))
+	g.Expect(fakeTencent.RoomMetadata(roomID)).To(Equal(room.Spec.Metadata))
 	g.Expect(getRoom(t, room).Status.Tencent.MetadataKeys).To(Equal([]string{"banner", "theme"}))
 
 	// A key the room's owner set from a client is not the operator's to delete.
-	md := fakeTencent.RoomMetadata("with-metadata-1")
+	md := fakeTencent.RoomMetadata(roomID)
 	md["seat-layout"] = "grid"
-	fakeTencent.SetRoomMetadataDirectly("with-metadata-1", md)
+	fakeTencent.SetRoomMetadataDirectly(roomID, md)
 
 	cur := getRoom(t, room)
 	patch := client.MergeFrom(cur.DeepCopy())
 	cur.Spec.Metadata = map[string]string{"theme": "light"}
 	g.Expect(k8s.Patch(ctx, cur, patch)).To(Succeed())
-	g.Eventually(func() map[string]string { return fakeTencent.RoomMetadata("with-metadata-1") }, wait).Should(Equal(map[string]string{"theme": "light", "seat-layout": "grid"}))
+	g.Eventually(func() map[string]string { return fakeTencent.RoomMetadata(roomID) }, wait).Should(Equal(map[string]string{"theme": "light", "seat-layout": "grid"}))
 	g.Eventually(func() []string { return getRoom(t, room).Status.Tencent.MetadataKeys }, wait).Should(Equal([]string{"theme"}))
 
 	cur = getRoom(t, room)
 	patch = client.MergeFrom(cur.DeepCopy())
 	cur.Spec.Metadata = nil
 	g.Expect(k8s.Patch(ctx, cur, patch)).To(Succeed())
-	g.Eventually(func() map[string]string { return fakeTencent.RoomMetadata("with-metadata-1") }, wait).Should(Equal(map[string]string{"seat-layout": "grid"}))
+	g.Eventually(func() map[string]string { return fakeTencent.RoomMetadata(roomID) }, wait).Should(Equal(map[string]string{"seat-layout": "grid"}))
 	g.Eventually(func() []string { return getRoom(t, room).Status.Tencent.MetadataKeys }, wait).Should(BeEmpty())
 	g.Eventually(syncedReason(t, room), wait).Should(Equal("True/Updated"))
 }

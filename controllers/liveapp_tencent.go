@@ -48,10 +48,13 @@ func wantedCallback(app *livev1.LiveApp) tencent.CallbackConfig {
 	return tencent.CallbackConfig{URL: app.Spec.Callback.URL, Commands: slices.Compact(cmds)}
 }
 
-// callbackCheck is the last time Tencent was found to hold an app's configuration.
+// callbackCheck is the last time Tencent was found to hold an app's configuration, and
+// what it held: the status to report until the next check (the cached LiveApp may not
+// show the last status written yet).
 type callbackCheck struct {
 	generation int64
 	at         time.Time
+	status     *livev1.TencentCallbackStatus
 }
 
 // manageCallback makes Tencent call the app's URL for the wanted commands, and switches
@@ -95,6 +98,7 @@ func configuredMessage(app *livev1.LiveApp) string {
 func (r *LiveAppReconciler) syncCallbackConfig(ctx context.Context, app *livev1.LiveApp, tc TencentCallbacks, st *livev1.LiveAppStatus, rep *appReport, now time.Time) (bool, string) {
 	want := wantedCallback(app)
 	if last, ok := r.lastCheck(app.UID); ok && last.generation == app.Generation && now.Sub(last.at) < r.checkInterval() {
+		st.Callback = last.status.DeepCopy()
 		rep.after(last.at.Add(r.checkInterval()).Sub(now))
 		return true, ""
 	}
@@ -134,7 +138,7 @@ func (r *LiveAppReconciler) syncCallbackConfig(ctx context.Context, app *livev1.
 	case "Update":
 		r.Recorder.Eventf(app, nil, corev1.EventTypeNormal, "CallbackConfigured", action, "Tencent's callback configuration differed (%s); set it back to %s for %d commands", drift, want.URL, len(want.Commands))
 	}
-	r.recordCheck(app, now)
+	r.recordCheck(app, now, st.Callback)
 	rep.after(r.checkInterval())
 	return true, ""
 }

@@ -68,7 +68,7 @@ func (s suiteApps) AppFor(namespace string) (apps.App, bool) {
 // staticApps serves every namespace with one app.
 type staticApps struct{ app apps.App }
 
-func (s staticApps) AppFor(string) (apps.App, bool)    { return s.app, true }
+func (s staticApps) AppFor(string) (apps.App, bool)   { return s.app, true }
 func (staticApps) Changes() <-chan event.GenericEvent { return make(chan event.GenericEvent) }
 
 // noCachedSecrets fails every read of Secrets through the cached client: the controller
