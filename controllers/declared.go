@@ -3,12 +3,17 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	livev1 "github.com/liveroom-io/liveroom-operator/api/v1alpha1"
+	"github.com/liveroom-io/liveroom-operator/internal/apps"
 	"github.com/liveroom-io/liveroom-operator/internal/tencent"
 )
 
@@ -19,9 +24,52 @@ type TencentRooms interface {
 	UpdateRoomInfo(ctx context.Context, info tencent.RoomInfo) error
 	GetRoomInfo(ctx context.Context, roomID string) (*tencent.RoomInfo, error)
 	DestroyRoom(ctx context.Context, roomID string) (*tencent.Statistic, error)
+	SetRoomMetadata(ctx context.Context, roomID string, metadata map[string]string) error
+	DelRoomMetadata(ctx context.Context, roomID string, keys []string) error
 	// AdminUser is the account the API is called as: a room created without an owner
 	// is the admin's.
 	AdminUser() string
+}
+
+// AppLookup finds the app serving a namespace; *apps.Registry is the real one.
+type AppLookup interface {
+	AppFor(namespace string) (apps.App, bool)
+	// Changes sends an event with the LiveApp whenever what its rooms depend on changes.
+	Changes() <-chan event.GenericEvent
+}
+
+// appOf is the room's app: the one serving its namespace, if it is the room's SDKAppID.
+func (r *LiveRoomReconciler) appOf(room *livev1.LiveRoom) (apps.App, bool) {
+	if r.Apps == nil {
+		return apps.App{}, false
+	}
+	app, ok := r.Apps.AppFor(room.Namespace)
+	if !ok || app.SDKAppID != room.Spec.SDKAppID {
+		return apps.App{}, false
+	}
+	return app, true
+}
+
+// endedRoomTTL is how long the room is kept once ended: its app's TTL, or the default
+// for a room no app serves.
+func (r *LiveRoomReconciler) endedRoomTTL(room *livev1.LiveRoom) time.Duration {
+	if app, ok := r.appOf(room); ok {
+		return app.EndedRoomTTL
+	}
+	return apps.DefaultEndedRoomTTL
+}
+
+// tencentFor is the REST client of the room's app; nil when no app with a secret key
+// serves it.
+func (r *LiveRoomReconciler) tencentFor(room *livev1.LiveRoom) TencentRooms {
+	if app, ok := r.appOf(room); ok && app.Tencent != nil {
+		return app.Tencent
+	}
+	return nil
+}
+
+func noAPIMessage(room *livev1.LiveRoom) string {
+	return fmt.Sprintf("No LiveApp with a readable secret key serves SDKAppID %d in namespace %s, so declared rooms are not created in Tencent", room.Spec.SDKAppID, room.Namespace)
 }
 
 // Synced condition reasons.
@@ -59,8 +107,9 @@ type syncResult struct {
 // instead of retrying for ever.
 func (r *LiveRoomReconciler) syncDeclared(ctx context.Context, room *livev1.LiveRoom) syncResult {
 	gen, known := room.Generation, room.Status.Tencent
-	if r.Tencent == nil {
-		o := observation{false, reasonNoAPI, "The operator runs without a Tencent secret key, so declared rooms are not created in Tencent"}
+	tc := r.tencentFor(room)
+	if tc == nil {
+		o := observation{false, reasonNoAPI, noAPIMessage(room)}
 		return syncResult{tencent: known, synced: &o, stalled: &o}
 	}
 	if !controllerutil.ContainsFinalizer(room, livev1.RoomFinalizer) {
@@ -78,12 +127,16 @@ func (r *LiveRoomReconciler) syncDeclared(ctx context.Context, room *livev1.Live
 		return taken(room, known)
 	}
 
-	reason, err := r.pushToTencent(ctx, room, known.State == livev1.TencentRoomCreated)
+	reason, err := r.pushToTencent(ctx, tc, room, known.State == livev1.TencentRoomCreated)
+	var metadataKeys []string
+	if err == nil {
+		metadataKeys, err = pushMetadata(ctx, tc, room, known.MetadataKeys)
+	}
 	switch {
 	case err == nil:
 		r.Recorder.Eventf(room, nil, corev1.EventTypeNormal, "Synced", reason, "%s room %s in Tencent", reason, room.Spec.RoomID)
 		return syncResult{
-			tencent: livev1.TencentRoomStatus{State: livev1.TencentRoomCreated, ObservedGeneration: gen},
+			tencent: livev1.TencentRoomStatus{State: livev1.TencentRoomCreated, ObservedGeneration: gen, MetadataKeys: metadataKeys},
 			synced:  &observation{true, reason, "Tencent has the room as specified"},
 		}
 	case reason == reasonCreated && tencent.IsCode(err, tencent.CodeRoomExists):
@@ -102,19 +155,45 @@ func (r *LiveRoomReconciler) syncDeclared(ctx context.Context, room *livev1.Live
 
 // pushToTencent updates the room when Tencent has it, creates it otherwise (also when it
 // was destroyed in Tencent meanwhile, as rooms left empty are), and says which it did.
-func (r *LiveRoomReconciler) pushToTencent(ctx context.Context, room *livev1.LiveRoom, exists bool) (string, error) {
+func (r *LiveRoomReconciler) pushToTencent(ctx context.Context, tc TencentRooms, room *livev1.LiveRoom, exists bool) (string, error) {
 	info := roomInfo(&room.Spec)
 	if exists {
-		err := r.Tencent.UpdateRoomInfo(ctx, info)
+		err := tc.UpdateRoomInfo(ctx, info)
 		if !tencent.IsCode(err, tencent.CodeRoomNotFound) {
 			return reasonUpdated, err
 		}
 	}
-	err := r.Tencent.CreateRoom(ctx, info)
+	err := tc.CreateRoom(ctx, info)
 	if tencent.IsCode(err, tencent.CodeRoomExistsSameOwner) {
 		err = nil // a retried create, or a room this owner made before: ours either way
 	}
 	return reasonCreated, err
+}
+
+// pushMetadata makes the room's metadata in Tencent hold spec.metadata: it deletes the
+// keys the operator set before (status.tencent.metadataKeys) that the spec no longer has,
+// then sets the spec's keys, and returns the keys it set. Only keys the operator set are
+// ever deleted: the room's owner and the app's clients set keys of their own, which a
+// comparison with get_room_metadata could not tell apart from keys removed from Git.
+func pushMetadata(ctx context.Context, tc TencentRooms, room *livev1.LiveRoom, pushed []string) ([]string, error) {
+	want := room.Spec.Metadata
+	var stale []string
+	for _, k := range pushed {
+		if _, ok := want[k]; !ok {
+			stale = append(stale, k)
+		}
+	}
+	if len(stale) > 0 {
+		if err := tc.DelRoomMetadata(ctx, room.Spec.RoomID, stale); err != nil {
+			return nil, fmt.Errorf("deleting metadata keys: %w", err)
+		}
+	}
+	if len(want) > 0 {
+		if err := tc.SetRoomMetadata(ctx, room.Spec.RoomID, want); err != nil {
+			return nil, fmt.Errorf("setting metadata: %w", err)
+		}
+	}
+	return slices.Sorted(maps.Keys(want)), nil
 }
 
 // taken is the result for a RoomId that another owner holds in Tencent.
@@ -136,10 +215,10 @@ func (r *LiveRoomReconciler) finalizeDeclared(ctx context.Context, room *livev1.
 	case room.Spec.DeletionPolicy == livev1.DeletionPolicyOrphan:
 		r.Recorder.Eventf(room, nil, corev1.EventTypeNormal, "Orphaned", "Delete", "Left room %s running in Tencent (deletionPolicy Orphan)", room.Spec.RoomID)
 	case state == livev1.TencentRoomTaken:
-	case r.Tencent == nil:
-		r.Recorder.Eventf(room, nil, corev1.EventTypeWarning, "NotDestroyed", "Delete", "Room %s was not destroyed in Tencent: the operator has no Tencent secret key", room.Spec.RoomID)
+	case r.tencentFor(room) == nil:
+		r.Recorder.Eventf(room, nil, corev1.EventTypeWarning, "NotDestroyed", "Delete", "Room %s was not destroyed in Tencent: %s", room.Spec.RoomID, noAPIMessage(room))
 	default:
-		if err := r.destroyOwn(ctx, room, state == livev1.TencentRoomCreated); err != nil {
+		if err := r.destroyOwn(ctx, r.tencentFor(room), room, state == livev1.TencentRoomCreated); err != nil {
 			r.Recorder.Eventf(room, nil, corev1.EventTypeWarning, "DestroyFailed", "Delete", "Destroying room %s in Tencent failed: %v", room.Spec.RoomID, err)
 			return err
 		}
@@ -151,9 +230,9 @@ func (r *LiveRoomReconciler) finalizeDeclared(ctx context.Context, room *livev1.
 
 // destroyOwn destroys the room in Tencent when it is the operator's: created says the
 // operator created it; otherwise Tencent is asked whose it is.
-func (r *LiveRoomReconciler) destroyOwn(ctx context.Context, room *livev1.LiveRoom, created bool) error {
+func (r *LiveRoomReconciler) destroyOwn(ctx context.Context, tc TencentRooms, room *livev1.LiveRoom, created bool) error {
 	if !created {
-		info, err := r.Tencent.GetRoomInfo(ctx, room.Spec.RoomID)
+		info, err := tc.GetRoomInfo(ctx, room.Spec.RoomID)
 		switch {
 		case tencent.IsCode(err, tencent.CodeRoomNotFound):
 			return nil // never created, or gone already
@@ -162,14 +241,14 @@ func (r *LiveRoomReconciler) destroyOwn(ctx context.Context, room *livev1.LiveRo
 		}
 		owner := room.Spec.Owner
 		if owner == "" {
-			owner = r.Tencent.AdminUser()
+			owner = tc.AdminUser()
 		}
 		if string(info.OwnerAccount) != owner {
 			r.Recorder.Eventf(room, nil, corev1.EventTypeNormal, "NotDestroyed", "Delete", "Left room %s in Tencent: another owner holds it", room.Spec.RoomID)
 			return nil
 		}
 	}
-	if _, err := r.Tencent.DestroyRoom(ctx, room.Spec.RoomID); err != nil && !tencent.IsCode(err, tencent.CodeRoomNotFound) {
+	if _, err := tc.DestroyRoom(ctx, room.Spec.RoomID); err != nil && !tencent.IsCode(err, tencent.CodeRoomNotFound) {
 		return err
 	}
 	r.Recorder.Eventf(room, nil, corev1.EventTypeNormal, "Destroyed", "Delete", "Destroyed room %s in Tencent", room.Spec.RoomID)

@@ -22,6 +22,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	livev1 "github.com/liveroom-io/liveroom-operator/api/v1alpha1"
+	"github.com/liveroom-io/liveroom-operator/internal/apps"
 	"github.com/liveroom-io/liveroom-operator/internal/tencent"
 	"github.com/liveroom-io/liveroom-operator/internal/testenv"
 )
@@ -190,7 +191,7 @@ func TestDeclaredRoomWithTencentUnreachable(t *testing.T) {
 		Controller: config.Controller{SkipNameValidation: new(true)}}) // the suite has a "liveroom" controller too
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect((&LiveRoomReconciler{Client: mgr.GetClient(), Scheme: testScheme, Recorder: mgr.GetEventRecorder(FieldOwner),
-		EndedRoomTTL: testTTL, Tencent: tc}).SetupWithManager(mgr)).To(Succeed())
+		Apps: staticApps{apps.App{SDKAppID: appID, EndedRoomTTL: testTTL, Tencent: tc}}}).SetupWithManager(mgr)).To(Succeed())
 	ctx, cancel := context.WithCancel(context.Background())
 	stopped := make(chan struct{})
 	go func() {

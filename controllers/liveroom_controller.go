@@ -27,6 +27,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	livev1 "github.com/liveroom-io/liveroom-operator/api/v1alpha1"
 	liveac "github.com/liveroom-io/liveroom-operator/api/v1alpha1/applyconfiguration/api/v1alpha1"
@@ -43,10 +44,9 @@ type LiveRoomReconciler struct {
 	client.Client
 	Scheme   *runtime.Scheme
 	Recorder events.EventRecorder
-	// EndedRoomTTL is how long an ended callback- or resync-origin room is kept.
-	EndedRoomTTL time.Duration
-	// Tencent creates, updates and destroys declared rooms; nil runs callback-only.
-	Tencent TencentRooms
+	// Apps finds a room's app: how long its ended rooms are kept, and the REST client
+	// that creates, updates and destroys its declared rooms.
+	Apps AppLookup
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -101,10 +101,11 @@ func (r *LiveRoomReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 // expired reports whether an ended, discovered room has outlived the TTL, or else how long
 // until it does (0 for rooms that never expire).
 func (r *LiveRoomReconciler) expired(room *livev1.LiveRoom) (bool, time.Duration) {
-	if room.Declared() || room.Status.Phase != livev1.RoomPhaseEnded || room.Status.EndTime == nil || r.EndedRoomTTL <= 0 {
+	ttl := r.endedRoomTTL(room)
+	if room.Declared() || room.Status.Phase != livev1.RoomPhaseEnded || room.Status.EndTime == nil || ttl <= 0 {
 		return false, 0
 	}
-	left := room.Status.EndTime.Add(r.EndedRoomTTL).Sub(r.now())
+	left := room.Status.EndTime.Add(ttl).Sub(r.now())
 	return left <= 0, left
 }
 
@@ -284,8 +285,8 @@ func controllerStatusApply(st *livev1.LiveRoomStatus) *liveac.LiveRoomStatusAppl
 		}
 		ac.WithRecordings(rec)
 	}
-	if st.Tencent != (livev1.TencentRoomStatus{}) {
-		ac.WithTencent(liveac.TencentRoomStatus().WithState(st.Tencent.State).WithObservedGeneration(st.Tencent.ObservedGeneration))
+	if t := st.Tencent; t.State != "" || t.ObservedGeneration != 0 || len(t.MetadataKeys) > 0 {
+		ac.WithTencent(liveac.TencentRoomStatus().WithState(t.State).WithObservedGeneration(t.ObservedGeneration).WithMetadataKeys(t.MetadataKeys...))
 	}
 	return ac
 }
@@ -342,6 +343,9 @@ const jobOwnerField = ".metadata.controller"
 // SetupWithManager registers the reconciler. LiveRoom status updates that callbacks make
 // every second (audience, seats) do not wake it: only what decides recordings does.
 func (r *LiveRoomReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.Apps == nil {
+		return errors.New("LiveRoomReconciler needs Apps, the registry of the serving apps")
+	}
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &batchv1.Job{}, jobOwnerField, func(o client.Object) []string {
 		owner := metav1.GetControllerOf(o)
 		if owner == nil || owner.APIVersion != livev1.GroupVersion.String() || owner.Kind != "LiveRoom" {
@@ -356,8 +360,24 @@ func (r *LiveRoomReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		// The reconcile that creates a Job records it already; a restart lists every room.
 		Owns(&batchv1.Job{}, builder.WithPredicates(predicate.Funcs{CreateFunc: func(event.CreateEvent) bool { return false }})).
 		Watches(&livev1.RecordingPolicy{}, handler.EnqueueRequestsFromMapFunc(r.roomsOfPolicy), builder.WithPredicates(policyRecordingChanged)).
+		// An app's TTL or REST client changing concerns every room of its namespace.
+		WatchesRawSource(source.Channel(r.Apps.Changes(), handler.EnqueueRequestsFromMapFunc(r.roomsOfApp))).
 		Named("liveroom").
 		Complete(r)
+}
+
+// roomsOfApp enqueues the rooms of the namespace of an app that changed.
+func (r *LiveRoomReconciler) roomsOfApp(ctx context.Context, app client.Object) []reconcile.Request {
+	var rooms livev1.LiveRoomList
+	if err := r.List(ctx, &rooms, client.InNamespace(app.GetNamespace())); err != nil {
+		logf.FromContext(ctx).Error(err, "Listing the rooms of a changed app", "liveApp", client.ObjectKeyFromObject(app))
+		return nil
+	}
+	reqs := make([]reconcile.Request, len(rooms.Items))
+	for i := range rooms.Items {
+		reqs[i] = reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&rooms.Items[i])}
+	}
+	return reqs
 }
 
 // policyRecordingChanged passes policy updates that can change recordings, not the status

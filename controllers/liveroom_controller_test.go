@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	livev1 "github.com/liveroom-io/liveroom-operator/api/v1alpha1"
+	"github.com/liveroom-io/liveroom-operator/internal/apps"
 	"github.com/liveroom-io/liveroom-operator/internal/naming"
 )
 
@@ -161,7 +162,7 @@ func TestReconcileIsIdempotent(t *testing.T) {
 	}, wait).Should(BeTrue())
 
 	counter := &writeCounter{Client: mgrClient}
-	r := &LiveRoomReconciler{Client: counter, Scheme: testScheme, Recorder: &events.FakeRecorder{}, EndedRoomTTL: testTTL}
+	r := &LiveRoomReconciler{Client: counter, Scheme: testScheme, Recorder: &events.FakeRecorder{}, Apps: staticApps{apps.App{SDKAppID: testAppID, EndedRoomTTL: testTTL}}}
 	for range 3 {
 		_, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(room)})
 		g.Expect(err).NotTo(HaveOccurred())

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -11,25 +12,88 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	livev1 "github.com/liveroom-io/liveroom-operator/api/v1alpha1"
+	"github.com/liveroom-io/liveroom-operator/internal/apps"
 	"github.com/liveroom-io/liveroom-operator/internal/caches"
+	"github.com/liveroom-io/liveroom-operator/internal/roomstore"
 	"github.com/liveroom-io/liveroom-operator/internal/tencent"
 	"github.com/liveroom-io/liveroom-operator/internal/tencent/faketencent"
 	"github.com/liveroom-io/liveroom-operator/internal/testenv"
 )
 
-// testTTL is the ended-room TTL of the suite's manager.
+// testTTL is the ended-room TTL of the suite's default app.
 const testTTL = 3 * time.Second
+
+// Tencent app of the suite's default app, which serves the namespaces newNamespace makes.
+const (
+	testAppID = 1400000000
+	testAdmin = "administrator"
+	testKey   = "secret-key"
+)
+
+// operatorNamespace holds the projection Secrets and the replicas' Leases.
+const operatorNamespace = "liveroom-system"
 
 var (
 	fakeTencent *faketencent.Server
 	k8s         client.Client // direct, uncached
 	mgrClient   client.Client // the manager's cached client
+	registry    *apps.Registry
 	testScheme  = testenv.Scheme
 	nsCounter   atomic.Int32
 )
+
+// suiteApps serves the namespaces of newNamespace with a default app on fakeTencent, as
+// if a LiveApp served each, and every other namespace through the registry the suite's
+// LiveApp reconciler keeps.
+type suiteApps struct {
+	*apps.Registry
+	fallback apps.App
+}
+
+func (s suiteApps) AppFor(namespace string) (apps.App, bool) {
+	if app, ok := s.Registry.AppFor(namespace); ok {
+		return app, true
+	}
+	if strings.HasPrefix(namespace, "ctrl-") {
+		return s.fallback, true
+	}
+	return apps.App{}, false
+}
+
+// staticApps serves every namespace with one app.
+type staticApps struct{ app apps.App }
+
+func (s staticApps) AppFor(string) (apps.App, bool)   { return s.app, true }
+func (staticApps) Changes() <-chan event.GenericEvent { return make(chan event.GenericEvent) }
+
+// noCachedSecrets fails every read of Secrets through the cached client: the controller
+// may neither list nor watch Secrets, so it reads them with its API reader only.
+type noCachedSecrets struct{ client.Client }
+
+func (c noCachedSecrets) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	if _, ok := obj.(*corev1.Secret); ok {
+		return fmt.Errorf("Secret %s read through the cache", key)
+	}
+	return c.Client.Get(ctx, key, obj, opts...)
+}
+
+func (c noCachedSecrets) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	if _, ok := list.(*corev1.SecretList); ok {
+		return fmt.Errorf("Secrets listed through the cache")
+	}
+	return c.Client.List(ctx, list, opts...)
+}
+
+// fastClient builds REST clients that retry at once and are not rate limited.
+func fastClient(cfg tencent.Config) (*tencent.Client, error) {
+	cfg.BaseBackoff, cfg.ListRate, cfg.DefaultRate = 10*time.Millisecond, -1, -1
+	return tencent.NewClient(cfg)
+}
 
 func TestMain(m *testing.M) { os.Exit(runSuite(m)) }
 
@@ -43,21 +107,40 @@ func runSuite(m *testing.M) int {
 	k8s = suite.Client
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	mgr, err := suite.NewManager(caches.Controller())
+	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: operatorNamespace}}); err != nil {
+		panic(err)
+	}
+	mgr, err := suite.NewManager(caches.WithReplicaLeases(caches.Controller(), operatorNamespace))
 	if err != nil {
 		panic(err)
 	}
 	mgrClient = mgr.GetClient()
-	fakeTencent = faketencent.New(1400000000, "administrator", "secret-key")
+	if err := roomstore.IndexRoomID(ctx, mgr.GetFieldIndexer()); err != nil {
+		panic(err)
+	}
+	fakeTencent = faketencent.New(testAppID, testAdmin, testKey)
 	defer fakeTencent.Close()
-	tc, err := tencent.NewClient(tencent.Config{
-		BaseURL: fakeTencent.URL(), SDKAppID: 1400000000, AdminUser: "administrator",
-		SecretKey: func() (string, error) { return "secret-key", nil }, BaseBackoff: 10 * time.Millisecond, ListRate: -1, DefaultRate: -1,
-	})
+	tc, err := fastClient(tencent.Config{BaseURL: fakeTencent.URL(), SDKAppID: testAppID, AdminUser: testAdmin,
+		SecretKey: func() (string, error) { return testKey, nil }})
 	if err != nil {
 		panic(err)
 	}
-	if err := (&LiveRoomReconciler{Client: mgr.GetClient(), Scheme: testScheme, Recorder: mgr.GetEventRecorder(FieldOwner), EndedRoomTTL: testTTL, Tencent: tc}).SetupWithManager(mgr); err != nil {
+	registry = &apps.Registry{
+		NewStore: func(namespace string, sdkAppID int64) *roomstore.Store {
+			return roomstore.New(roomstore.Config{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), CacheTrimsRooms: true,
+				Namespace: namespace, SDKAppID: sdkAppID, FieldOwner: "liveroom-callback"})
+		},
+		Reader: mgr.GetCache(), SecretReader: mgr.GetAPIReader(), NewClient: fastClient, Log: ctrl.Log.WithName("registry"),
+	}
+	if err := (&LiveAppReconciler{
+		Client: noCachedSecrets{mgr.GetClient()}, APIReader: mgr.GetAPIReader(), Scheme: testScheme, Recorder: mgr.GetEventRecorder(FieldOwner),
+		Namespace: operatorNamespace, Registry: registry,
+		CheckInterval: appCheckInterval, SecretPoll: time.Second, ReplicaPoll: 200 * time.Millisecond, TokenGrace: 500 * time.Millisecond,
+	}).SetupWithManager(mgr); err != nil {
+		panic(err)
+	}
+	lookup := suiteApps{Registry: registry, fallback: apps.App{SDKAppID: testAppID, EndedRoomTTL: testTTL, Tencent: tc}}
+	if err := (&LiveRoomReconciler{Client: mgr.GetClient(), Scheme: testScheme, Recorder: mgr.GetEventRecorder(FieldOwner), Apps: lookup}).SetupWithManager(mgr); err != nil {
 		panic(err)
 	}
 	if err := (&RecordingPolicyReconciler{Client: mgr.GetClient(), Scheme: testScheme}).SetupWithManager(mgr); err != nil {
@@ -87,7 +170,7 @@ func liveRoom(t *testing.T, ns, name string, origin string, labels map[string]st
 	t.Helper()
 	room := &livev1.LiveRoom{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: labels},
-		Spec:       livev1.LiveRoomSpec{RoomID: "id-" + name, SDKAppID: 1400000000, Owner: "user3", RoomName: "Room " + name},
+		Spec:       livev1.LiveRoomSpec{RoomID: "id-" + name, SDKAppID: testAppID, Owner: "user3", RoomName: "Room " + name},
 	}
 	if origin != "" {
 		room.Annotations = map[string]string{livev1.OriginAnnotation: origin}

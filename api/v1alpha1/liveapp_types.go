@@ -68,8 +68,8 @@ const (
 
 // LiveAppCallback says where Tencent sends the app's callbacks and how they are
 // authenticated.
-// +kubebuilder:validation:XValidation:rule="!self.manage || has(self.url)",message="callback.manage needs callback.url, the URL Tencent is to call"
-// +kubebuilder:validation:XValidation:rule="!(self.manage && has(self.tokensSecretRef))",message="callback.tokensSecretRef is for tokens the operator does not manage"
+// +kubebuilder:validation:XValidation:rule="!has(self.manage) || !self.manage || has(self.url)",message="callback.manage needs callback.url, the URL Tencent is to call"
+// +kubebuilder:validation:XValidation:rule="!has(self.manage) || !self.manage || !has(self.tokensSecretRef)",message="callback.tokensSecretRef is for tokens the operator does not manage"
 type LiveAppCallback struct {
 	// url is the public URL Tencent calls: your Ingress in front of the
 	// liveroom-callback Service, path /callback.
@@ -155,7 +155,7 @@ type LiveAppForward struct {
 
 // LiveAppSpec is one Tencent Cloud Live application. Its rooms live in the LiveApp's
 // namespace; a namespace holds one LiveApp.
-// +kubebuilder:validation:XValidation:rule="!self.callback.manage || has(self.api.secretKeyRef)",message="callback.manage needs api.secretKeyRef"
+// +kubebuilder:validation:XValidation:rule="!has(self.callback) || !has(self.callback.manage) || !self.callback.manage || (has(self.api) && has(self.api.secretKeyRef))",message="callback.manage needs api.secretKeyRef"
 type LiveAppSpec struct {
 	// sdkAppId is the Tencent application. Immutable.
 	// +kubebuilder:validation:Minimum=1

@@ -359,6 +359,13 @@ type TencentRoomStatus struct {
 	// Created, the spec Tencent last accepted.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// metadataKeys are the spec.metadata keys the operator set in Tencent: a key removed
+	// from the spec is deleted there, and keys others set in the room are left alone.
+	// +kubebuilder:validation:MaxItems=10
+	// +kubebuilder:validation:items:MaxLength=50
+	// +listType=set
+	// +optional
+	MetadataKeys []string `json:"metadataKeys,omitempty"`
 }
 
 // LiveRoomStatus is what Tencent last reported about the room and what the operator did.

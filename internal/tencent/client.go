@@ -31,6 +31,15 @@ const (
 	RESTGetRoomList    = "get_room_list"
 )
 
+// ServiceOf is the REST service a command belongs to.
+func ServiceOf(command string) string {
+	switch command {
+	case RESTSetCallback, RESTGetCallback, RESTUpdateCallback, RESTDeleteCallback, RESTSetCallbackToken:
+		return ConfigService
+	}
+	return RESTService
+}
+
 // MaxRoomListCount is get_room_list's page size limit.
 const MaxRoomListCount = 20
 
@@ -170,8 +179,8 @@ type Config struct {
 
 // Client calls Tencent's Live room REST API. It is safe for concurrent use.
 type Client struct {
-	cfg      Config
-	endpoint string
+	cfg  Config
+	base string // scheme and host, with a trailing slash
 
 	mu         sync.Mutex
 	limiters   map[string]*rate.Limiter
@@ -217,7 +226,7 @@ func NewClient(cfg Config) (*Client, error) {
 	}
 	return &Client{
 		cfg:      cfg,
-		endpoint: strings.TrimRight(cfg.BaseURL, "/") + "/" + RESTService + "/",
+		base:     strings.TrimRight(cfg.BaseURL, "/") + "/",
 		limiters: map[string]*rate.Limiter{},
 	}, nil
 }
@@ -337,12 +346,18 @@ type roomIDBody struct {
 
 // call sends req to command with retries and decodes the payload into out (may be nil).
 func (c *Client) call(ctx context.Context, command string, req, out any) error {
+	return c.callHiding(ctx, command, req, out)
+}
+
+// callHiding is call for a request that carries secrets of its own (a callback token):
+// they are cut out of the error, as the UserSig is, should Tencent or a proxy echo them.
+func (c *Client) callHiding(ctx context.Context, command string, req, out any, secrets ...string) error {
 	body, err := json.Marshal(req)
 	if err != nil {
 		return fmt.Errorf("tencent %s: encoding the request: %w", command, err)
 	}
 	for attempt := 1; ; attempt++ {
-		err := c.attempt(ctx, command, body, out)
+		err := c.attempt(ctx, command, body, out, secrets)
 		if err == nil {
 			return nil
 		}
@@ -386,7 +401,7 @@ func sleep(ctx context.Context, d time.Duration) error {
 }
 
 // attempt makes one HTTP request.
-func (c *Client) attempt(ctx context.Context, command string, body []byte, out any) error {
+func (c *Client) attempt(ctx context.Context, command string, body []byte, out any, secrets []string) error {
 	if err := c.limiter(command).Wait(ctx); err != nil {
 		if ctx.Err() != nil {
 			return fmt.Errorf("tencent %s: %w", command, ctx.Err())
@@ -409,7 +424,7 @@ func (c *Client) attempt(ctx context.Context, command string, body []byte, out a
 	if IsCode(err, signatureCodes...) {
 		c.dropUserSig(sig)
 	}
-	return redactQuery(err, sig, query)
+	return redactQuery(err, sig, query, secrets...)
 }
 
 // send posts body to command with query and decodes the answer into out.
@@ -417,7 +432,7 @@ func (c *Client) send(ctx context.Context, command, query string, body []byte, o
 	actx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
 	// The URL is parsed without its query, so an invalid one cannot be quoted with it.
-	req, err := http.NewRequestWithContext(actx, http.MethodPost, c.endpoint+command, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(actx, http.MethodPost, c.base+ServiceOf(command)+"/"+command, bytes.NewReader(body))
 	if err != nil {
 		return fmt.Errorf("tencent %s: %w", command, err)
 	}

@@ -21,8 +21,12 @@ var sigParam = regexp.MustCompile(`(?i)usersig=[^&\s"']*`)
 // HTTPStatusError keep their fields with the secrets cut out. Any other error that still
 // quotes a secret (one from a custom transport, say) is replaced by its redacted text,
 // which answers Is and Timeout as the original does but unwraps no further.
-func redactQuery(err error, sig, query string) error {
+// Extra secrets of the request (a callback token in its body) are cut out too.
+func redactQuery(err error, sig, query string, extra ...string) error {
 	r := redactor{secrets: []string{"?" + query, query, sig, url.QueryEscape(sig)}}
+	for _, s := range extra {
+		r.secrets = append(r.secrets, s, url.QueryEscape(s))
+	}
 	return r.redact(err)
 }
 

@@ -1,5 +1,6 @@
-// Package faketencent is an in-process stand-in for Tencent's Live room REST API, for
-// tests. It checks requests as strictly as the documentation allows, keeps rooms in
+// Package faketencent is an in-process stand-in for Tencent's Live room REST API and its
+// callback configuration API, for tests. It checks requests as strictly as the
+// documentation allows, keeps rooms, their metadata and the callback configuration in
 // memory and can inject faults, latency and rate limiting.
 package faketencent
 
@@ -29,6 +30,9 @@ const DefaultListRate = 10
 var commands = []string{
 	tencent.RESTCreateRoom, tencent.RESTDestroyRoom, tencent.RESTGetRoomInfo,
 	tencent.RESTUpdateRoomInfo, tencent.RESTGetRoomList,
+	tencent.RESTSetRoomMetadata, tencent.RESTDelRoomMetadata, tencent.RESTGetRoomMetadata,
+	tencent.RESTSetCallback, tencent.RESTGetCallback, tencent.RESTUpdateCallback,
+	tencent.RESTDeleteCallback, tencent.RESTSetCallbackToken,
 }
 
 type fault struct{ code, left int }
@@ -44,6 +48,9 @@ type Server struct {
 	key         string
 	now         func() time.Time
 	rooms       map[string]tencent.RoomInfo
+	metadata    map[string]map[string]string
+	callback    *tencent.CallbackConfig
+	token       CallbackToken
 	faults      map[string][]fault
 	listFaults  map[int]int
 	latency     time.Duration
@@ -61,6 +68,7 @@ func New(sdkAppID int64, adminUser, secretKey string) *Server {
 		key:        secretKey,
 		now:        time.Now,
 		rooms:      map[string]tencent.RoomInfo{},
+		metadata:   map[string]map[string]string{},
 		faults:     map[string][]fault{},
 		listFaults: map[int]int{},
 		calls:      map[string]int{},
@@ -105,6 +113,7 @@ func (s *Server) RemoveRoom(id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.rooms, id)
+	delete(s.metadata, id)
 }
 
 // Room returns a copy of a stored room.
@@ -193,8 +202,10 @@ func fail(code int, format string, args ...any) reply {
 
 // ServeHTTP answers one REST request; unknown paths get 404 and other methods 405.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	command, ok := strings.CutPrefix(r.URL.Path, "/"+tencent.RESTService+"/")
-	if !ok || !slices.Contains(commands, command) {
+	path := strings.TrimPrefix(r.URL.Path, "/")
+	i := strings.LastIndexByte(path, '/')
+	service, command := path[:max(i, 0)], path[i+1:]
+	if !slices.Contains(commands, command) || tencent.ServiceOf(command) != service {
 		http.NotFound(w, r)
 		return
 	}
@@ -272,8 +283,16 @@ func (s *Server) handle(command string, r *http.Request, body []byte) reply {
 		return s.getRoomInfo(body)
 	case tencent.RESTUpdateRoomInfo:
 		return s.updateRoomInfo(body)
-	default:
+	case tencent.RESTGetRoomList:
 		return s.getRoomList(body)
+	case tencent.RESTSetRoomMetadata:
+		return s.setRoomMetadata(body)
+	case tencent.RESTDelRoomMetadata:
+		return s.delRoomMetadata(body)
+	case tencent.RESTGetRoomMetadata:
+		return s.getRoomMetadata(body)
+	default:
+		return s.handleConfig(command, body)
 	}
 }
 
@@ -358,6 +377,7 @@ func (s *Server) destroyRoom(body []byte) reply {
 		return rep
 	}
 	delete(s.rooms, id)
+	delete(s.metadata, id)
 	return reply{payload: map[string]any{"Statistic": tencent.Statistic{}}}
 }
 

@@ -42,7 +42,7 @@ func validQuery(t *testing.T) url.Values {
 // post sends a raw request and decodes the envelope of a 200 answer.
 func post(t *testing.T, s *Server, method, command string, q url.Values, body string) (int, envelope) {
 	t.Helper()
-	req, err := http.NewRequest(method, s.URL()+"/"+tencent.RESTService+"/"+command+"?"+q.Encode(), strings.NewReader(body))
+	req, err := http.NewRequest(method, s.URL()+"/"+tencent.ServiceOf(command)+"/"+command+"?"+q.Encode(), strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,6 +91,8 @@ func TestAuthentication(t *testing.T) {
 		{"valid", http.MethodPost, tencent.RESTGetRoomList, nil, `{"Next":""}`, 200, 0},
 		{"GET", http.MethodGet, tencent.RESTGetRoomList, nil, `{}`, 405, 0},
 		{"unknown command", http.MethodPost, "drop_everything", nil, `{}`, 404, 0},
+		{"config command", http.MethodPost, tencent.RESTGetCallback, nil, `{}`, 200, tencent.CodeCallbackConfigAbsent},
+		{"config command, unauthenticated", http.MethodPost, tencent.RESTDeleteCallback, func(q url.Values) { q.Set("usersig", otherKey) }, `{}`, 200, tencent.CodeUserSigInvalid},
 		{"contenttype", http.MethodPost, tencent.RESTGetRoomList, func(q url.Values) { q.Set("contenttype", "xml") }, `{}`, 200, tencent.CodeHTTPParse},
 		{"no sdkappid", http.MethodPost, tencent.RESTGetRoomList, func(q url.Values) { q.Del("sdkappid") }, `{}`, 200, tencent.CodeSDKAppIDMissing},
 		{"wrong sdkappid", http.MethodPost, tencent.RESTGetRoomList, func(q url.Values) { q.Set("sdkappid", "1") }, `{}`, 200, tencent.CodeInvalidSDKAppID},
@@ -314,4 +316,51 @@ func TestLatencyEndsWithTheClient(t *testing.T) {
 		t.Error("request finished despite an hour of latency")
 	}
 	// Close would hang here if the handler still waited.
+}
+
+func TestCommandsOnlyUnderTheirService(t *testing.T) {
+	s := New(appID, admin, key)
+	defer s.Close()
+	for _, path := range []string{"/" + tencent.RESTService + "/" + tencent.RESTSetCallback, "/" + tencent.ConfigService + "/" + tencent.RESTGetRoomList} {
+		resp, err := http.Post(s.URL()+path+"?"+validQuery(t).Encode(), "application/json", strings.NewReader(`{}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("%s: HTTP %d, want 404", path, resp.StatusCode)
+		}
+	}
+}
+
+func TestCallbackConfigFaultsAndToken(t *testing.T) {
+	s := New(appID, admin, key)
+	defer s.Close()
+	s.FailNext(tencent.RESTSetCallback, tencent.CodeInternal, 1)
+	body := `{"Url":"https://a.example/callback","CallbackCommandList":["Live.CallbackAfterCreateRoom"]}`
+	if env := call(t, s, tencent.RESTSetCallback, body); env.ErrorCode != tencent.CodeInternal {
+		t.Fatalf("injected fault: code %d", env.ErrorCode)
+	}
+	if env := call(t, s, tencent.RESTSetCallback, body); env.ErrorCode != 0 {
+		t.Fatalf("set: code %d %s", env.ErrorCode, env.ErrorInfo)
+	}
+	if env := call(t, s, tencent.RESTSetCallback, body); env.ErrorCode != tencent.CodeCallbackConfigExists {
+		t.Fatalf("second set: code %d", env.ErrorCode)
+	}
+	if env := call(t, s, tencent.RESTSetCallback, `{"Url":"a.example","CallbackCommandList":["x"]}`); env.ErrorCode != tencent.CodeInvalidParam {
+		t.Fatalf("URL without scheme: code %d", env.ErrorCode)
+	}
+
+	if env := call(t, s, tencent.RESTSetCallbackToken, `{"Token":"t1"}`); env.ErrorCode != tencent.CodeInvalidParam {
+		t.Fatalf("first token without IsTokenEnable: code %d", env.ErrorCode)
+	}
+	if env := call(t, s, tencent.RESTSetCallbackToken, `{"Token":"t1","IsTokenEnable":true}`); env.ErrorCode != 0 {
+		t.Fatalf("first token: code %d", env.ErrorCode)
+	}
+	if env := call(t, s, tencent.RESTSetCallbackToken, `{"Token":"t2"}`); env.ErrorCode != 0 {
+		t.Fatalf("token change alone: code %d", env.ErrorCode)
+	}
+	if got := s.CallbackToken(); got != (CallbackToken{Token: "t2", Enabled: true}) {
+		t.Fatalf("token %+v", got)
+	}
 }

@@ -569,6 +569,12 @@ var schemaYAML = typed.YAMLObject(`types:
 - name: com.github.liveroom-io.liveroom-operator.api.v1alpha1.TencentRoomStatus
   map:
     fields:
+    - name: metadataKeys
+      type:
+        list:
+          elementType:
+            scalar: string
+          elementRelationship: associative
     - name: observedGeneration
       type:
         scalar: numeric

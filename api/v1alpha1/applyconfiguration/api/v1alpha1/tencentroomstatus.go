@@ -34,6 +34,9 @@ type TencentRoomStatusApplyConfiguration struct {
 	// observedGeneration is the generation of the spec the state was found for: for
 	// Created, the spec Tencent last accepted.
 	ObservedGeneration *int64 `json:"observedGeneration,omitempty"`
+	// metadataKeys are the spec.metadata keys the operator set in Tencent: a key removed
+	// from the spec is deleted there, and keys others set in the room are left alone.
+	MetadataKeys []string `json:"metadataKeys,omitempty"`
 }
 
 // TencentRoomStatusApplyConfiguration constructs a declarative configuration of the TencentRoomStatus type for use with
@@ -55,5 +58,15 @@ func (b *TencentRoomStatusApplyConfiguration) WithState(value apiv1alpha1.Tencen
 // If called multiple times, the ObservedGeneration field is set to the value of the last call.
 func (b *TencentRoomStatusApplyConfiguration) WithObservedGeneration(value int64) *TencentRoomStatusApplyConfiguration {
 	b.ObservedGeneration = &value
+	return b
+}
+
+// WithMetadataKeys adds the given value to the MetadataKeys field in the declarative configuration
+// and returns the receiver, so that objects can be build by chaining "With" function invocations.
+// If called multiple times, values provided by each call will be appended to the MetadataKeys field.
+func (b *TencentRoomStatusApplyConfiguration) WithMetadataKeys(values ...string) *TencentRoomStatusApplyConfiguration {
+	for i := range values {
+		b.MetadataKeys = append(b.MetadataKeys, values[i])
+	}
 	return b
 }
