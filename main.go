@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -38,13 +39,13 @@ import (
 
 	livev1 "github.com/liveroom-io/liveroom-operator/api/v1alpha1"
 	"github.com/liveroom-io/liveroom-operator/controllers"
+	"github.com/liveroom-io/liveroom-operator/internal/apps"
 	"github.com/liveroom-io/liveroom-operator/internal/audience"
 	"github.com/liveroom-io/liveroom-operator/internal/caches"
 	"github.com/liveroom-io/liveroom-operator/internal/forward"
 	"github.com/liveroom-io/liveroom-operator/internal/lanes"
 	"github.com/liveroom-io/liveroom-operator/internal/resync"
 	"github.com/liveroom-io/liveroom-operator/internal/roomstore"
-	"github.com/liveroom-io/liveroom-operator/internal/tencent"
 	"github.com/liveroom-io/liveroom-operator/webhookserver"
 )
 
@@ -63,15 +64,16 @@ const (
 func (r role) servesCallbacks() bool { return r == roleCallback || r == roleAll }
 
 // cache is what the role's manager caches (see internal/caches), and whether its cache
-// holds LiveRooms trimmed to what the controller reads.
-func (r role) cache() (opts cache.Options, trimsRooms bool) {
+// holds LiveRooms trimmed to what the controller reads. operatorNamespace holds the
+// callback-server replicas' Leases the controller watches.
+func (r role) cache(operatorNamespace string) (opts cache.Options, trimsRooms bool) {
 	switch r {
 	case roleCallback:
 		return caches.CallbackServer(), false
 	case roleController:
-		return caches.Controller(), true
+		return caches.WithReplicaLeases(caches.Controller(), operatorNamespace), true
 	}
-	return caches.All(), false
+	return caches.WithReplicaLeases(caches.All(), operatorNamespace), false
 }
 func (r role) reconciles() bool { return r == roleController || r == roleAll }
 
@@ -95,16 +97,12 @@ var roleFlags = map[role][]string{
 		"callback-max-connections", "callback-timeout", "forward-url", "forward-timeout", "forward-fail-policy",
 		"lifecycle-api-qps", "lifecycle-api-burst", "lifecycle-concurrency", "count-writes-per-second", "count-write-interval",
 	},
-	roleController: {
-		"leader-elect", "leader-election-namespace", "ended-room-ttl", "resync-interval",
-		"tencent-api-url", "tencent-admin-user", "tencent-secret-key-file",
-	},
+	roleController: {"leader-elect", "leader-election-namespace"},
 }
 
 // roleSecretEnv is the environment variable that carries each role's secret.
 var roleSecretEnv = map[role]string{
-	roleCallback:   "LIVEROOM_CALLBACK_TOKENS",
-	roleController: "LIVEROOM_TENCENT_SECRET_KEY",
+	roleCallback: "LIVEROOM_CALLBACK_TOKENS",
 }
 
 // options are the manager's flags.
@@ -118,7 +116,6 @@ type options struct {
 	callbackMaxSkew     time.Duration
 	callbackMaxConns    int
 	callbackTimeout     time.Duration
-	endedRoomTTL        time.Duration
 	metricsBindAddress  string
 	metricsSecure       bool
 	metricsCertPath     string
@@ -126,14 +123,11 @@ type options struct {
 	metricsCertKey      string
 	enableHTTP2         bool
 	probeBindAddress    string
+	operatorNamespace   string
 	pprofBindAddress    string
 	leaderElect         bool
 	leaderElectionNS    string
 	kubeconfig          string
-	tencentAPIURL       string
-	tencentAdminUser    string
-	tencentKeyFile      string
-	resyncInterval      time.Duration
 	forwardURL          string
 	forwardTimeout      time.Duration
 	forwardFailPolicy   string
@@ -159,7 +153,6 @@ func parseFlags(args []string) (*options, error) {
 	fs.DurationVar(&o.callbackMaxSkew, "callback-max-skew", time.Minute, "Accepted distance between a callback's RequestTime and now, at most 1h.")
 	fs.IntVar(&o.callbackMaxConns, "callback-max-connections", webhookserver.DefaultMaxConnections, "Connections the callback server serves at once; more wait to be accepted.")
 	fs.DurationVar(&o.callbackTimeout, "callback-timeout", 1500*time.Millisecond, "Time to store a callback before answering 503 (Tencent waits 2s).")
-	fs.DurationVar(&o.endedRoomTTL, "ended-room-ttl", 24*time.Hour, "How long an ended room discovered by callback or resync is kept before it is deleted.")
 	fs.StringVar(&o.metricsBindAddress, "metrics-bind-address", ":8443", "Address of the Prometheus metrics endpoint; \"0\" disables it.")
 	fs.BoolVar(&o.metricsSecure, "metrics-secure", true, "Serve metrics over HTTPS to clients the API server authenticates and authorizes for GET /metrics (ClusterRole metrics-reader); false: plain HTTP without authentication.")
 	fs.StringVar(&o.metricsCertPath, "metrics-cert-path", "", "Directory of the metrics server's certificate and key, re-read when they change (default: a self-signed certificate).")
@@ -167,13 +160,10 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.metricsCertKey, "metrics-cert-key", "tls.key", "File name of the metrics server's key in --metrics-cert-path.")
 	fs.BoolVar(&o.enableHTTP2, "enable-http2", false, "Allow HTTP/2 on the metrics server; off by default against the HTTP/2 Stream Cancellation and Rapid Reset attacks.")
 	fs.StringVar(&o.probeBindAddress, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz probes.")
+	fs.StringVar(&o.operatorNamespace, "operator-namespace", "", "Namespace of the operator: the callback tokens the controller hands to the callback servers and the callback servers' Leases are there (default: the pod's namespace).")
 	fs.StringVar(&o.pprofBindAddress, "pprof-bind-address", "0", "Address of Go's /debug/pprof profiles, for diagnosis (\"0\": off; never expose it beyond the pod).")
 	fs.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader among replicas for the reconcilers; the callback server runs in all.")
 	fs.StringVar(&o.leaderElectionNS, "leader-election-namespace", "", "Namespace of the leader election Lease (default: the pod's namespace).")
-	fs.StringVar(&o.tencentAPIURL, "tencent-api-url", "https://adminapisgp.im.qcloud.com", "Tencent REST API host of the app's region.")
-	fs.StringVar(&o.tencentAdminUser, "tencent-admin-user", "administrator", "App administrator account the REST API is called as.")
-	fs.StringVar(&o.tencentKeyFile, "tencent-secret-key-file", "", "File holding the app's secret key, re-read when it changes; LIVEROOM_TENCENT_SECRET_KEY may give it instead. Without a key the operator runs callback-only: no resync, declared rooms are not created in Tencent.")
-	fs.DurationVar(&o.resyncInterval, "resync-interval", 5*time.Minute, "How often the room list is compared with Tencent's, to repair rooms whose callbacks were lost.")
 	fs.StringVar(&o.forwardURL, "forward-url", "", "The app backend's callback URL: every accepted callback is delivered there too (blocking ones synchronously, with the backend's answer returned to Tencent).")
 	fs.DurationVar(&o.forwardTimeout, "forward-timeout", 1500*time.Millisecond, "Deadline of one delivery to --forward-url.")
 	fs.StringVar(&o.forwardFailPolicy, "forward-fail-policy", "allow", "Answer to a blocking callback when the backend fails or is late: allow (ErrorCode 0) or deny (ErrorCode 1).")
@@ -195,8 +185,8 @@ func parseFlags(args []string) (*options, error) {
 	if o.roomNamespace == "" {
 		o.roomNamespace = podNamespace()
 	}
-	if o.resyncInterval <= 0 {
-		return nil, errors.New("--resync-interval must be positive")
+	if o.operatorNamespace == "" {
+		o.operatorNamespace = podNamespace()
 	}
 	if err := checkRole(fs, o.role); err != nil {
 		return nil, err
@@ -306,7 +296,7 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	cacheOpts, trimsRooms := o.role.cache()
+	cacheOpts, trimsRooms := o.role.cache(o.operatorNamespace)
 	mgr, err := ctrl.NewManager(cfg, manager.Options{
 		Scheme:                  newScheme(),
 		Metrics:                 metricsOpts,
@@ -318,6 +308,9 @@ func run(ctx context.Context, args []string) error {
 		// The leader steps down at once on shutdown, so a rolling update hands over fast.
 		LeaderElectionReleaseOnCancel: true,
 		Cache:                         cacheOpts,
+		// Secrets are read one by one from the API server, never cached: no role lists or
+		// watches them.
+		Client: client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
 	})
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)
@@ -355,7 +348,10 @@ func run(ctx context.Context, args []string) error {
 		}
 	}
 	if o.role.reconciles() {
-		if err := addControllers(mgr, o, store, log); err != nil {
+		newStore := func(namespace string, sdkAppID int64) *roomstore.Store {
+			return store.ForApp(namespace, sdkAppID)
+		}
+		if err := addControllers(mgr, o, newStore, log); err != nil {
 			return err
 		}
 	}
@@ -463,36 +459,25 @@ func replicaName() string {
 	return host
 }
 
-// addControllers adds the reconcilers and, with a Tencent secret key, the resync; all of
-// them run in the elected leader only.
-func addControllers(mgr manager.Manager, o *options, store *roomstore.Store, log logr.Logger) error {
-	setupLog := log.WithName("setup")
-	tencentClient, err := newTencentClient(o)
-	if err != nil {
-		return err
+// addControllers adds the LiveApp, LiveRoom and RecordingPolicy reconcilers and the
+// per-app registry (REST clients and resyncs); all of them run in the elected leader only.
+func addControllers(mgr manager.Manager, o *options, newStore func(namespace string, sdkAppID int64) *roomstore.Store, log logr.Logger) error {
+	registry := &apps.Registry{
+		NewStore:      newStore,
+		Reader:        mgr.GetCache(),
+		SecretReader:  mgr.GetAPIReader(),
+		ResyncMetrics: resync.NewMetrics(metrics.Registry),
+		Log:           log.WithName("apps"),
 	}
-	var rooms controllers.TencentRooms
-	if tencentClient != nil {
-		rooms = tencentClient
-		if err := mgr.Add(&resync.Resyncer{
-			Store:     store,
-			Reader:    mgr.GetCache(),
-			Tencent:   tencentClient,
-			Namespace: o.roomNamespace,
-			Interval:  o.resyncInterval,
-			Metrics:   resync.NewMetrics(metrics.Registry),
-			Log:       log.WithName("resync"),
-		}); err != nil {
-			return fmt.Errorf("adding the resync: %w", err)
-		}
-		setupLog.Info("Tencent REST API enabled: resync and declared rooms", "url", o.tencentAPIURL, "admin", o.tencentAdminUser, "resyncInterval", o.resyncInterval)
-	} else {
-		setupLog.Info("No Tencent secret key: running callback-only (no resync; declared rooms are not created in Tencent). Set --tencent-secret-key-file or LIVEROOM_TENCENT_SECRET_KEY to enable")
-	}
-
 	recorder := mgr.GetEventRecorder(controllers.FieldOwner)
+	if err := (&controllers.LiveAppReconciler{
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Scheme: mgr.GetScheme(), Recorder: recorder,
+		Namespace: o.operatorNamespace, Registry: registry,
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the LiveApp controller: %w", err)
+	}
 	if err := (&controllers.LiveRoomReconciler{
-		Client: mgr.GetClient(), Scheme: mgr.GetScheme(), Recorder: recorder, EndedRoomTTL: o.endedRoomTTL, Tencent: rooms,
+		Client: mgr.GetClient(), Scheme: mgr.GetScheme(), Recorder: recorder, Apps: registry,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the LiveRoom controller: %w", err)
 	}
@@ -513,40 +498,6 @@ func callbackTokens(o *options) (*webhookserver.Tokens, error) {
 		return nil, errors.New("no callback token configured: set --callback-token-file or LIVEROOM_CALLBACK_TOKENS to the token set in Tencent, or pass --callback-allow-unsigned to accept unsigned callbacks")
 	}
 	return tokens, nil
-}
-
-// secretKey returns where the Tencent secret key comes from: the file, read afresh each
-// time so a rotated Secret needs no restart, else the environment; nil when neither.
-func secretKey(file string) func() (string, error) {
-	if file != "" {
-		return func() (string, error) {
-			b, err := os.ReadFile(file)
-			if err != nil {
-				return "", fmt.Errorf("reading the Tencent secret key: %w", err)
-			}
-			key := strings.TrimSpace(string(b))
-			if key == "" {
-				return "", fmt.Errorf("the Tencent secret key file %s is empty", file)
-			}
-			return key, nil
-		}
-	}
-	if key := strings.TrimSpace(os.Getenv("LIVEROOM_TENCENT_SECRET_KEY")); key != "" {
-		return func() (string, error) { return key, nil }
-	}
-	return nil
-}
-
-// newTencentClient is the REST client, or nil without a secret key.
-func newTencentClient(o *options) (*tencent.Client, error) {
-	key := secretKey(o.tencentKeyFile)
-	if key == nil {
-		return nil, nil
-	}
-	if _, err := key(); err != nil {
-		return nil, err
-	}
-	return tencent.NewClient(tencent.Config{BaseURL: o.tencentAPIURL, SDKAppID: o.sdkAppID, AdminUser: o.tencentAdminUser, SecretKey: key})
 }
 
 func main() {

@@ -65,7 +65,7 @@ func TestParseFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.roomNamespace != "liveroom-system" || o.callbackMaxSkew != 30*time.Second || o.endedRoomTTL != 24*time.Hour || o.callbackBindAddress != ":8082" {
+	if o.roomNamespace != "liveroom-system" || o.callbackMaxSkew != 30*time.Second || o.callbackBindAddress != ":8082" {
 		t.Errorf("flags: %+v", o)
 	}
 	if o.role != roleAll || o.metricsBindAddress != ":8443" || !o.metricsSecure || o.enableHTTP2 {
@@ -137,17 +137,14 @@ func TestRolesRefuseTheOtherRolesSettings(t *testing.T) {
 		wantErr string
 	}{
 		{name: "unknown role", args: []string{"--role=webhook"}, wantErr: `--role must be callback, controller or all, not "webhook"`},
-		{name: "callback role with the secret key file", args: []string{"--role=callback", "--tencent-secret-key-file=/key"}, wantErr: "--tencent-secret-key-file configures --role=controller"},
-		{name: "callback role with the secret key in its environment", args: []string{"--role=callback"}, env: map[string]string{"LIVEROOM_TENCENT_SECRET_KEY": "key"}, wantErr: "LIVEROOM_TENCENT_SECRET_KEY is set, but --role=callback has no use for it"},
 		{name: "callback role with leader election", args: []string{"--role=callback", "--leader-elect"}, wantErr: "--leader-elect configures --role=controller"},
-		{name: "callback role with the resync interval", args: []string{"--role=callback", "--resync-interval=1m"}, wantErr: "--resync-interval configures --role=controller"},
 		{name: "controller role with the callback tokens", args: []string{"--role=controller", "--callback-token-file=/tokens"}, wantErr: "--callback-token-file configures --role=callback"},
 		{name: "controller role with tokens in its environment", args: []string{"--role=controller"}, env: map[string]string{"LIVEROOM_CALLBACK_TOKENS": "token"}, wantErr: "LIVEROOM_CALLBACK_TOKENS is set, but --role=controller has no use for it"},
 		{name: "controller role with the fan-out", args: []string{"--role=controller", "--forward-url=http://backend"}, wantErr: "--forward-url configures --role=callback"},
 		{name: "plain metrics with a certificate", args: []string{"--metrics-secure=false", "--metrics-cert-path=/certs"}, wantErr: "--metrics-cert-path needs --metrics-secure"},
 		{name: "callback role", args: []string{"--role=callback", "--callback-token-file=/tokens", "--forward-url=http://backend", "--metrics-cert-path=/certs"}},
-		{name: "controller role", args: []string{"--role=controller", "--leader-elect", "--tencent-secret-key-file=/key", "--ended-room-ttl=1h"}, env: map[string]string{"LIVEROOM_TENCENT_SECRET_KEY": "key"}},
-		{name: "all", args: []string{"--leader-elect", "--tencent-secret-key-file=/key", "--callback-token-file=/tokens"}, env: map[string]string{"LIVEROOM_TENCENT_SECRET_KEY": "key", "LIVEROOM_CALLBACK_TOKENS": "token"}},
+		{name: "controller role", args: []string{"--role=controller", "--leader-elect"}},
+		{name: "all", args: []string{"--leader-elect", "--callback-token-file=/tokens"}, env: map[string]string{"LIVEROOM_CALLBACK_TOKENS": "token"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv("LIVEROOM_TENCENT_SECRET_KEY", "")
@@ -453,30 +450,4 @@ func serviceAccountToken(t *testing.T, cfg *rest.Config, ns, name string, reader
 		t.Fatal(err)
 	}
 	return tok.Status.Token
-}
-
-func TestSecretKeyRereadFromFile(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "secret-key")
-	if err := os.WriteFile(path, []byte("first\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	key := secretKey(path)
-	if k, err := key(); err != nil || k != "first" {
-		t.Fatalf("got %q %v", k, err)
-	}
-	// A rotated Secret is seen on the next read, without a restart.
-	if err := os.WriteFile(path, []byte("second"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if k, err := key(); err != nil || k != "second" {
-		t.Fatalf("after rotation got %q %v", k, err)
-	}
-	t.Setenv("LIVEROOM_TENCENT_SECRET_KEY", "from-env")
-	if k, _ := secretKey("")(); k != "from-env" {
-		t.Fatalf("env key %q", k)
-	}
-	t.Setenv("LIVEROOM_TENCENT_SECRET_KEY", "")
-	if secretKey("") != nil {
-		t.Fatal("no key must mean callback-only")
-	}
 }

@@ -79,6 +79,14 @@ type Store struct {
 // New builds a Store.
 func New(cfg Config) *Store { return &Store{Config: cfg, locks: &keyedMutex{}} }
 
+// ForApp is the same store for the rooms of another app: its namespace and SDKAppID,
+// the same client, field owner and per-room locks.
+func (s *Store) ForApp(namespace string, sdkAppID int64) *Store {
+	cfg := s.Config
+	cfg.Namespace, cfg.SDKAppID = namespace, sdkAppID
+	return &Store{Config: cfg, locks: s.locks}
+}
+
 // Through is the same store writing through c, with gate (nil: none): another lane's
 // client and budget, the same rooms and per-room locks, so one process never races
 // itself on a room.
@@ -100,7 +108,7 @@ type Result struct {
 // other processes are detected by the resourceVersion precondition and the mutation is
 // applied again to what they stored.
 func (s *Store) Mutate(ctx context.Context, roomID, origin string, m roomstate.Mutation) (Result, error) {
-	unlock, err := s.locks.lock(ctx, roomID)
+	unlock, err := s.locks.lock(ctx, s.Namespace+"/"+roomID)
 	if err != nil {
 		return Result{}, fmt.Errorf("waiting for the room's earlier writes: %w", err)
 	}

@@ -40,12 +40,14 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	livev1 "github.com/liveroom-io/liveroom-operator/api/v1alpha1"
 	"github.com/liveroom-io/liveroom-operator/controllers"
+	"github.com/liveroom-io/liveroom-operator/internal/apps"
 	"github.com/liveroom-io/liveroom-operator/internal/caches"
 	"github.com/liveroom-io/liveroom-operator/internal/naming"
 	"github.com/liveroom-io/liveroom-operator/internal/roomstate"
@@ -235,7 +237,7 @@ func run(ctx context.Context, f *flags) error {
 		return err
 	}
 	if err := (&controllers.LiveRoomReconciler{
-		Client: mgr.GetClient(), Scheme: mgr.GetScheme(), Recorder: mgr.GetEventRecorder(controllers.FieldOwner), EndedRoomTTL: 24 * time.Hour,
+		Client: mgr.GetClient(), Scheme: mgr.GetScheme(), Recorder: mgr.GetEventRecorder(controllers.FieldOwner), Apps: benchApp{},
 	}).SetupWithManager(mgr); err != nil {
 		stopMgr()
 		return err
@@ -663,3 +665,12 @@ func apiSummary(api map[string]float64, n float64) string {
 	}
 	return strings.Join(parts, ", ")
 }
+
+// benchApp is the app of the bench's rooms: a callback-only app, no LiveApp needed.
+type benchApp struct{}
+
+func (benchApp) AppFor(namespace string) (apps.App, bool) {
+	return apps.App{SDKAppID: sdkAppID, EndedRoomTTL: 24 * time.Hour}, true
+}
+
+func (benchApp) Changes() <-chan event.GenericEvent { return nil }
