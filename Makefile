@@ -3,8 +3,10 @@
 IMG ?= liveroom-operator:dev
 # Platforms of the image index that `make image` and `make image-push` build.
 PLATFORMS ?= linux/amd64,linux/arm64
-# Kubernetes version of the control-plane binaries built for tests (hack/k8s pins it).
-K8S_VERSION ?= 1.37.2
+# Kubernetes version of the control-plane binaries built for tests: the k8s.io/kubernetes
+# version hack/k8s/go.mod requires, the one place it is written (go.mod's k8s.io/* follow it,
+# internal/testenv checks).
+K8S_VERSION ?= $(shell sed -n 's|^[[:space:]]*k8s.io/kubernetes v\([0-9.]*\)$$|\1|p' hack/k8s/go.mod)
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
 # v5.8.1 is the newest kustomize that builds with Go 1.26.
 KUSTOMIZE_VERSION ?= v5.8.1

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/liveroom-io/liveroom-operator/internal/localcluster"
+	"github.com/liveroom-io/liveroom-operator/internal/testenv"
 	"github.com/liveroom-io/liveroom-operator/webhookserver"
 )
 
@@ -55,7 +56,7 @@ func main() {
 
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
-	d := &demo{root: *root, binDir: filepath.Join(*root, "bin", "k8s", "1.37.2"), steps: 4, real: *node == "real"}
+	d := &demo{root: *root, binDir: filepath.Join(*root, "bin", "k8s", testenv.K8sVersion()), steps: 4, real: *node == "real"}
 	if *script {
 		d.steps = 8
 	}

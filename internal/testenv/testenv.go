@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	goruntime "runtime"
 
 	"k8s.io/apimachinery/pkg/runtime"
@@ -24,8 +25,28 @@ import (
 	livev1 "github.com/liveroom-io/liveroom-operator/api/v1alpha1"
 )
 
-// K8sVersion is the version of the control-plane binaries `make envtest` builds.
-const K8sVersion = "1.37.2"
+// K8sVersion is the version of the control-plane binaries `make envtest` builds: the
+// k8s.io/kubernetes version hack/k8s/go.mod requires, the one place it is written.
+func K8sVersion() string {
+	version, err := KubernetesVersion(filepath.Join(RepoRoot(), "hack", "k8s", "go.mod"))
+	if err != nil {
+		panic(err)
+	}
+	return version
+}
+
+// KubernetesVersion reads the k8s.io/kubernetes version a go.mod requires, without the v.
+func KubernetesVersion(goMod string) (string, error) {
+	b, err := os.ReadFile(goMod)
+	if err != nil {
+		return "", err
+	}
+	m := regexp.MustCompile(`(?m)^\s*k8s\.io/kubernetes v(\d+\.\d+\.\d+)\s*$`).FindSubmatch(b)
+	if m == nil {
+		return "", fmt.Errorf("%s requires no k8s.io/kubernetes version", goMod)
+	}
+	return string(m[1]), nil
+}
 
 // RepoRoot is the repository's top directory.
 func RepoRoot() string {
@@ -38,7 +59,7 @@ func RepoRoot() string {
 // run from an editor finds them too.
 func Start() (*envtest.Environment, *rest.Config, error) {
 	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
-		dir := filepath.Join(RepoRoot(), "bin", "k8s", K8sVersion)
+		dir := filepath.Join(RepoRoot(), "bin", "k8s", K8sVersion())
 		if _, err := os.Stat(filepath.Join(dir, "kube-apiserver")); err != nil {
 			return nil, nil, fmt.Errorf("no control-plane binaries: run `make envtest` (or `make test`) first")
 		}

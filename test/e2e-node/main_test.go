@@ -107,7 +107,7 @@ func runSuite(m *testing.M) (code int) {
 		}
 	}()
 	cluster, err = localcluster.StartNode(ctx, localcluster.NodeOptions{
-		BinDir:     filepath.Join(root(), "bin", "k8s", testenv.K8sVersion),
+		BinDir:     filepath.Join(root(), "bin", "k8s", testenv.K8sVersion()),
 		Dir:        work,
 		PauseImage: fromRoot(*pauseImage),
 		Logf:       func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) },

@@ -80,7 +80,7 @@ func runSuite(m *testing.M) int {
 	}()
 	ctx := context.Background()
 	cluster, err = localcluster.Start(ctx, localcluster.Options{
-		BinDir: filepath.Join(root(), "bin", "k8s", testenv.K8sVersion), Dir: work, Nodes: 2, Controllers: true,
+		BinDir: filepath.Join(root(), "bin", "k8s", testenv.K8sVersion()), Dir: work, Nodes: 2, Controllers: true,
 	})
 	defer func() {
 		if cluster != nil {
