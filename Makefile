@@ -19,6 +19,10 @@ KUBECTL ?= kubectl
 IMAGE_DIR ?= $(LOCALBIN)/image
 # The image builder (hack/image, a module of its own): no Docker engine needed.
 IMAGE_TOOL = go -C hack/image run .
+# The monitoring tests and promtool live in hack/monitoring, a module of its own, so that
+# Prometheus' server and its dependencies stay out of the operator's go.mod.
+MONITORING = go -C hack/monitoring
+PROMTOOL ?= $(LOCALBIN)/promtool
 
 # Two cores: keep go test's package parallelism to that.
 GO_TEST_FLAGS ?= -p 2 -count=1
@@ -67,6 +71,7 @@ vet: ## Run go vet.
 test: manifests generate fmt vet envtest ## Run unit and integration tests (real etcd + kube-apiserver), the image's tests, then the end-to-end tests (kwok, then a real node).
 	KUBEBUILDER_ASSETS="$(K8S_BIN)" go test $(GO_TEST_FLAGS) $$(go list ./... | grep -v /test/e2e) -coverprofile cover.out
 	$(MAKE) test-image
+	$(MAKE) test-monitoring
 	$(MAKE) test-e2e
 	$(MAKE) test-e2e-node
 
@@ -74,6 +79,12 @@ test: manifests generate fmt vet envtest ## Run unit and integration tests (real
 test-image: ## Test the image builder: the image matches the Dockerfile, pushes to a registry, imports into containerd.
 	go -C hack/image vet ./...
 	go -C hack/image test -count=1 ./...
+
+.PHONY: test-monitoring
+test-monitoring: promtool ## Test config/prometheus and config/grafana: promtool check and unit tests of every alert, every queried metric registered by the manager, the dashboard's PromQL, the components render.
+	hack/envtest.sh $(K8S_BIN) kubectl
+	$(MONITORING) vet ./...
+	PROMTOOL="$(PROMTOOL)" KUBECTL_BIN="$(K8S_BIN)/kubectl" $(MONITORING) test -count=1 ./...
 
 .PHONY: test-e2e
 test-e2e: build cluster-bins ## Run the end-to-end tests: bin/manager on a local cluster with kwok nodes.
@@ -190,6 +201,11 @@ node-bins: envtest ## Build the real-node cluster's parts: control plane, kubele
 controller-gen: $(CONTROLLER_GEN) ## Build controller-gen into bin/.
 $(CONTROLLER_GEN):
 	GOBIN=$(LOCALBIN) go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_TOOLS_VERSION)
+
+.PHONY: promtool
+promtool: $(PROMTOOL) ## Build promtool into bin/ from the Go module proxy (the version hack/monitoring/go.mod pins).
+$(PROMTOOL): hack/monitoring/go.mod hack/monitoring/go.sum
+	$(MONITORING) build -o $(PROMTOOL) -ldflags "-X github.com/prometheus/common/version.Version=$$($(MONITORING) list -m -f '{{.Version}}' github.com/prometheus/prometheus)" github.com/prometheus/prometheus/cmd/promtool
 
 .PHONY: kustomize
 kustomize: $(KUSTOMIZE) ## Build kustomize into bin/.
