@@ -469,6 +469,7 @@ func addControllers(mgr manager.Manager, o *options, newStore func(namespace str
 		ResyncMetrics: resync.NewMetrics(metrics.Registry),
 		Log:           log.WithName("apps"),
 	}
+	metrics.Registry.MustRegister(controllers.NewCacheMetrics(mgr.GetCache(), mgr.Elected(), log.WithName("metrics")))
 	recorder := mgr.GetEventRecorder(controllers.FieldOwner)
 	if err := (&controllers.LiveAppReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Scheme: mgr.GetScheme(), Recorder: recorder,

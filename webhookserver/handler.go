@@ -110,6 +110,7 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 		reject(http.StatusUnauthorized, reasonBadSign, errors.New("no callback token is configured"))
 		return
 	}
+	markReceived("", start)
 	body, err := io.ReadAll(http.MaxBytesReader(rw, r.Body, maxBody))
 	if err != nil {
 		var maxBytes *http.MaxBytesError
