@@ -411,5 +411,11 @@ func validate(room *livev1.LiveRoom) error {
 	if n := len(room.Status.Seats); n > MaxSeats {
 		return fmt.Errorf("%w: room %q would have %d seats, more than %d", ErrUnstorable, room.Spec.RoomID, n, MaxSeats)
 	}
+	if n := len(room.Status.Metadata); n > tencent.MaxMetadataKeys {
+		return fmt.Errorf("%w: room %q would have %d metadata keys, more than %d", ErrUnstorable, room.Spec.RoomID, n, tencent.MaxMetadataKeys)
+	}
+	if n := tencent.MetadataValueBytes(room.Status.Metadata); n > tencent.MaxMetadataTotalBytes {
+		return fmt.Errorf("%w: room %q would have %d bytes of metadata values, more than %d", ErrUnstorable, room.Spec.RoomID, n, tencent.MaxMetadataTotalBytes)
+	}
 	return nil
 }
