@@ -145,27 +145,12 @@ func (t *appTable) update(ctx context.Context, list []livev1.LiveApp, projection
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	serving, _ := apps.Serving(list)
-	next := make(map[int64]*servedApp, len(serving))
 	served := make(map[types.UID]bool, len(serving))
-	for key, app := range serving {
+	for _, app := range serving {
 		served[app.UID] = true
-		st := t.states[app.UID]
-		if st == nil {
-			st = &appState{label: key.String(), tokens: &Tokens{}, store: t.storeFor(app.Namespace, app.Spec.SDKAppID)}
-			t.states[app.UID] = st
-		}
-		t.loadProjection(st, projection(app.UID))
-		t.metrics.Tokens.WithLabelValues(st.label).Set(float64(st.tokens.Count()))
-		served := &servedApp{
-			key: key, sdkAppID: app.Spec.SDKAppID, label: st.label, obj: app,
-			tokens: st.tokens, allowUnsigned: app.Spec.Callback.AllowUnsigned,
-			maxSkew: t.maxSkew(st, app), store: st.store,
-		}
-		if fwd := t.configureForwarding(ctx, st, app); fwd != nil {
-			served.forwarder = fwd.f
-		}
-		next[app.Spec.SDKAppID] = served
 	}
+	// Apps that went are dropped first: a LiveApp made again under the same name (a new
+	// UID) reuses their metrics label.
 	for uid, st := range t.states {
 		if served[uid] {
 			continue
@@ -174,6 +159,25 @@ func (t *appTable) update(ctx context.Context, list []livev1.LiveApp, projection
 		t.metrics.forget(st.label)
 		delete(t.states, uid)
 		t.log.Info("Stopped serving an app", "liveApp", st.label)
+	}
+	next := make(map[int64]*servedApp, len(serving))
+	for key, app := range serving {
+		st := t.states[app.UID]
+		if st == nil {
+			st = &appState{label: key.String(), tokens: &Tokens{}, store: t.storeFor(app.Namespace, app.Spec.SDKAppID)}
+			t.states[app.UID] = st
+		}
+		t.loadProjection(st, projection(app.UID))
+		t.metrics.Tokens.WithLabelValues(st.label).Set(float64(st.tokens.Count()))
+		a := &servedApp{
+			key: key, sdkAppID: app.Spec.SDKAppID, label: st.label, obj: app,
+			tokens: st.tokens, allowUnsigned: app.Spec.Callback.AllowUnsigned,
+			maxSkew: t.maxSkew(st, app), store: st.store,
+		}
+		if fwd := t.configureForwarding(ctx, st, app); fwd != nil {
+			a.forwarder = fwd.f
+		}
+		next[app.Spec.SDKAppID] = a
 	}
 	t.publish(next)
 }
@@ -254,7 +258,7 @@ func (t *appTable) configureForwarding(ctx context.Context, st *appState, app *l
 	}
 	t.stopForwarder(st)
 	st.forwarding = want
-	if want.url == "" {
+	if want.url == "" || ctx.Err() != nil {
 		return nil
 	}
 	cfg := t.forwardTuning

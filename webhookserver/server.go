@@ -308,13 +308,21 @@ func (s *Server) Start(ctx context.Context) error {
 	forwardCtx, stopForwarding := context.WithCancel(background)
 	defer stopForwarding()
 	if s.opts.Apps != nil {
-		if err := s.watchApps(ctx, forwardCtx); err != nil {
+		watchCtx, stopWatching := context.WithCancel(ctx)
+		defer stopWatching()
+		watching, err := s.watchApps(watchCtx, forwardCtx)
+		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			return fmt.Errorf("callback server: %w", err)
 		}
-		defer s.apps.stopAll()
+		defer func() {
+			stopWatching()
+			<-watching // no fan-out starts any more
+			stopForwarding()
+			s.apps.stopAll()
+		}()
 	}
 	ln, err := net.Listen("tcp", s.opts.BindAddress)
 	if err != nil {

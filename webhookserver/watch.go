@@ -15,9 +15,9 @@ import (
 )
 
 // watchApps loads the served apps from the cache once it has synced, and then again
-// whenever a LiveApp or a projection Secret changes, until ctx ends. Fan-outs run until
-// forwardCtx ends.
-func (s *Server) watchApps(ctx, forwardCtx context.Context) error {
+// whenever a LiveApp or a projection Secret changes, until ctx ends; done is closed once
+// it no longer does. Fan-outs run until forwardCtx ends.
+func (s *Server) watchApps(ctx, forwardCtx context.Context) (done <-chan struct{}, err error) {
 	changed := make(chan struct{}, 1)
 	poke := func() {
 		select {
@@ -30,32 +30,49 @@ func (s *Server) watchApps(ctx, forwardCtx context.Context) error {
 		UpdateFunc: func(any, any) { poke() },
 		DeleteFunc: func(any) { poke() },
 	}
+	var unwatch []func()
+	stopWatching := func() {
+		for _, f := range unwatch {
+			f()
+		}
+	}
 	for _, obj := range []client.Object{&livev1.LiveApp{}, &corev1.Secret{}} {
 		informer, err := s.opts.Apps.GetInformer(ctx, obj)
 		if err != nil {
-			return fmt.Errorf("watching %T: %w", obj, err)
+			stopWatching()
+			return nil, fmt.Errorf("watching %T: %w", obj, err)
 		}
-		if _, err := informer.AddEventHandler(handler); err != nil {
-			return fmt.Errorf("watching %T: %w", obj, err)
+		reg, err := informer.AddEventHandler(handler)
+		if err != nil {
+			stopWatching()
+			return nil, fmt.Errorf("watching %T: %w", obj, err)
 		}
+		unwatch = append(unwatch, func() { _ = informer.RemoveEventHandler(reg) })
 	}
 	if !s.opts.Apps.WaitForCacheSync(ctx) {
-		return errors.New("the cache of LiveApps and projection Secrets did not sync")
+		stopWatching()
+		return nil, errors.New("the cache of LiveApps and projection Secrets did not sync")
 	}
 	// The cache holds everything now; events of the initial list may still come, and
 	// only cause another load.
 	s.syncApps(ctx, forwardCtx)
+	stopped := make(chan struct{})
 	go func() {
+		defer close(stopped)
+		defer stopWatching()
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-changed:
+				if ctx.Err() != nil {
+					return
+				}
 				s.syncApps(ctx, forwardCtx)
 			}
 		}
 	}()
-	return nil
+	return stopped, nil
 }
 
 // syncApps brings the app table to what the cache holds.
