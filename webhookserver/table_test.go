@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	livev1 "github.com/liveroom-io/liveroom-operator/api/v1alpha1"
+	"github.com/liveroom-io/liveroom-operator/internal/apps"
 	"github.com/liveroom-io/liveroom-operator/internal/forward"
 	"github.com/liveroom-io/liveroom-operator/internal/tencent"
 )
@@ -166,4 +167,20 @@ func TestReplayIsPerApp(t *testing.T) {
 	g.Expect(stores[testNamespace].appliedTo("shared-room")).To(Equal(1))
 	g.Expect(stores["other"].appliedTo("shared-room")).To(Equal(1))
 	g.Expect(testutil.ToFloat64(s.metrics.Duplicates.WithLabelValues("other/app"))).To(BeEquivalentTo(1))
+}
+
+// A LiveApp deleted and made again under the same name (a new UID) is a new app: the old
+// one's tokens go, and the new one keeps its metrics series.
+func TestAppMadeAgainUnderTheSameName(t *testing.T) {
+	g := NewWithT(t)
+	metrics := NewMetrics(prometheus.NewRegistry())
+	s := newServer(Options{}, memStores(newMemStore()), nil, metrics, logr.Discard())
+	old, remade := testApp(), testApp()
+	remade.UID = "uid-of-the-new-app"
+	ctx := context.Background()
+	s.ServeApps(ctx, []livev1.LiveApp{old}, []corev1.Secret{projectionOf(&old, "old-token")})
+	s.ServeApps(ctx, []livev1.LiveApp{remade}, []corev1.Secret{projectionOf(&old, "old-token"), projectionOf(&remade, "new-token")})
+	g.Expect(s.apps.lookup("1400000000").tokens.Hash()).To(Equal(apps.TokensHash([]string{"new-token"})))
+	g.Expect(testutil.CollectAndCount(metrics.Tokens)).To(Equal(1), "the new app's tokens gauge")
+	g.Expect(testutil.ToFloat64(metrics.Tokens.WithLabelValues(unitLabel))).To(BeEquivalentTo(1))
 }
