@@ -1,5 +1,7 @@
-// Package webhookserver is the Tencent Cloud Live callback server: it authenticates each
-// callback, decodes it, stores its effect in a LiveRoom and only then answers Tencent.
+// Package webhookserver is the Tencent Cloud Live callback server: one endpoint for every
+// LiveApp. It finds the app a callback is for by its SdkAppid, authenticates it with the
+// app's tokens, decodes it, stores its effect in a LiveRoom of the app's namespace and
+// only then answers Tencent.
 package webhookserver
 
 import (
