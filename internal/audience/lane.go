@@ -74,6 +74,9 @@ type Lane struct {
 	stores  Stores
 	limiter *rate.Limiter
 
+	// dispatching is held by the worker taking the next room and its budget token.
+	dispatching sync.Mutex
+
 	mu      sync.Mutex
 	rooms   map[string]*room
 	queue   dueQueue // rooms with a delta to write and none in flight
@@ -205,17 +208,30 @@ func (l *Lane) Start(ctx context.Context) error {
 func (l *Lane) work(ctx context.Context, limiter *rate.Limiter) {
 	draining := l.isStopped()
 	for {
-		r, w := l.next(ctx, draining)
+		r, w, err := l.dispatch(ctx, limiter, draining)
 		if r == nil {
 			return
 		}
-		if err := limiter.Wait(ctx); err != nil {
+		if err != nil {
 			l.settle(r, w, false, err)
 			return
 		}
 		stored, err := l.write(ctx, w)
 		l.settle(r, w, stored, err)
 	}
+}
+
+// dispatch takes the room that has been due longest and a budget token for its write.
+// One worker at a time does both, so tokens go to rooms in the order they became due:
+// with the budget short, the stalest room is written first. r is nil when there is
+// nothing more to do; err, with r set, when ctx ended while r waited for its token.
+func (l *Lane) dispatch(ctx context.Context, limiter *rate.Limiter, draining bool) (r *room, w *write, err error) {
+	l.dispatching.Lock()
+	defer l.dispatching.Unlock()
+	if r, w = l.next(ctx, draining); r == nil {
+		return nil, nil, nil
+	}
+	return r, w, limiter.Wait(ctx)
 }
 
 // next takes the room that has been due longest and starts its write. It waits until a
