@@ -17,8 +17,12 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/funcr"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	livev1 "github.com/liveroom-io/liveroom-operator/api/v1alpha1"
+	"github.com/liveroom-io/liveroom-operator/internal/apps"
 	"github.com/liveroom-io/liveroom-operator/internal/forward"
 	"github.com/liveroom-io/liveroom-operator/internal/roomstate"
 	"github.com/liveroom-io/liveroom-operator/internal/roomstore"
@@ -76,9 +80,18 @@ var errStoreDown = errors.New("store unavailable")
 type fakeForwarder struct {
 	// panics makes Enqueue panic.
 	panics atomic.Bool
+	// running is true between Start and the end of its context.
+	running atomic.Bool
 
 	mu     sync.Mutex
 	queued [][]byte
+}
+
+func (f *fakeForwarder) Start(ctx context.Context) error {
+	f.running.Store(true)
+	<-ctx.Done()
+	f.running.Store(false)
+	return nil
 }
 
 func (f *fakeForwarder) Forward(context.Context, string, []byte) forward.Answer {
@@ -101,25 +114,92 @@ func (f *fakeForwarder) bodies() [][]byte {
 	return append([][]byte(nil), f.queued...)
 }
 
-// unitTokens are the tokens of servers built on a memStore.
-func unitTokens(t testing.TB) *Tokens {
-	t.Helper()
-	tokens, err := NewTokens("", firstToken)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tokens
+// unitApp is the app a server on a memStore serves: testAppID, rooms in testNamespace.
+type unitApp struct {
+	// tokens are projected; nil: no projection.
+	tokens        []string
+	allowUnsigned bool
+	maxSkew       time.Duration
+	// forwarder, if set, is the app's fan-out.
+	forwarder runningForwarder
 }
 
-// newUnitServer is a server on a memStore, signed with firstToken unless opts say else.
+// signedApp is the usual unit app: signed with firstToken.
+var signedApp = unitApp{tokens: []string{firstToken}}
+
+// testApp is a LiveApp of testAppID serving testNamespace.
+func testApp() livev1.LiveApp {
+	return livev1.LiveApp{
+		ObjectMeta: metav1.ObjectMeta{Name: "app", Namespace: testNamespace, UID: "uid-of-app", Generation: 1},
+		Spec:       livev1.LiveAppSpec{SDKAppID: testAppID},
+	}
+}
+
+// projectionOf is the projection Secret the controller writes for app.
+func projectionOf(app *livev1.LiveApp, tokens string) corev1.Secret {
+	return corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: apps.ProjectionName(app.UID), Namespace: operatorNamespace,
+			Labels:      map[string]string{apps.ProjectionAppLabel: string(app.UID)},
+			Annotations: map[string]string{apps.ProjectionAppAnnotation: app.Namespace + "/" + app.Name},
+		},
+		Data: map[string][]byte{apps.TokensKey: []byte(tokens)},
+	}
+}
+
+// serve makes s serve ua until the test ends.
+func (ua unitApp) serve(t testing.TB, s *Server) {
+	t.Helper()
+	app := testApp()
+	app.Spec.Callback.AllowUnsigned = ua.allowUnsigned
+	if ua.maxSkew != 0 {
+		app.Spec.Callback.MaxSkew = &metav1.Duration{Duration: ua.maxSkew}
+	}
+	if ua.forwarder != nil {
+		app.Spec.Forward = &livev1.LiveAppForward{URL: "http://backend.invalid/tencent"}
+		s.apps.newForwarder = func(forward.Config) (runningForwarder, error) { return ua.forwarder, nil }
+	}
+	var projections []corev1.Secret
+	if ua.tokens != nil {
+		projections = append(projections, projectionOf(&app, strings.Join(ua.tokens, "\n")))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	s.ServeApps(ctx, []livev1.LiveApp{app}, projections)
+}
+
+// fakeQuota records the room quota warnings it is given.
+type fakeQuota struct {
+	mu  sync.Mutex
+	got []livev1.RoomQuotaStatus
+}
+
+func (f *fakeQuota) setRoomQuota(_ context.Context, _ types.NamespacedName, q livev1.RoomQuotaStatus) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.got = append(f.got, q)
+	return nil
+}
+
+// memStores writes every app's rooms to store.
+func memStores(store roomWriter) func(string, int64) roomWriter {
+	return func(string, int64) roomWriter { return store }
+}
+
+// newUnitServer is a server on a memStore serving the app signed with firstToken.
 func newUnitServer(t testing.TB, opts Options, store roomWriter, log logr.Logger) *Server {
 	t.Helper()
-	opts.SDKAppID = testAppID
-	opts.Namespace = testNamespace
-	if opts.Tokens == nil && !opts.AllowUnsigned {
-		opts.Tokens = unitTokens(t)
-	}
-	return newServer(opts, store, startCounts(t, store), nil, log)
+	return newUnitServerFor(t, opts, signedApp, store, log)
+}
+
+// newUnitServerFor is a server on a memStore serving ua, with a count lane running until
+// the test ends.
+func newUnitServerFor(t testing.TB, opts Options, ua unitApp, store roomWriter, log logr.Logger) *Server {
+	t.Helper()
+	s := newServer(opts, memStores(store), startCounts(t, onlyStore(store)), nil, log)
+	s.quota = &fakeQuota{}
+	ua.serve(t, s)
+	return s
 }
 
 // signedQuery is the query Tencent sends for command, signed with token at requestTime.
@@ -163,6 +243,13 @@ func (l *lineLog) logger() logr.Logger {
 		// funcr gives Info lines a level and Error lines none.
 		l.lines = append(l.lines, logLine{Error: !strings.Contains(args, `"level"=`), Text: prefix + " " + args})
 	}, funcr.Options{})
+}
+
+// reset forgets the lines written so far, e.g. those of setting up the apps.
+func (l *lineLog) reset() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = nil
 }
 
 func (l *lineLog) all() []logLine {

@@ -10,26 +10,28 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr"
 	. "github.com/onsi/gomega"
-
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/liveroom-io/liveroom-operator/internal/forward"
+	livev1 "github.com/liveroom-io/liveroom-operator/api/v1alpha1"
 	"github.com/liveroom-io/liveroom-operator/internal/tencent"
 )
 
 // backend is the app's own callback endpoint, recording what reaches it.
 type backend struct {
-	mu       sync.Mutex
-	received []string // raw query + "\n" + body
-	answer   string
+	mu             sync.Mutex
+	received       []string // raw query + "\n" + body
+	authorizations []string // the Authorization header of each
+	answer         string
 }
 
 func (b *backend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
 	b.mu.Lock()
 	b.received = append(b.received, r.URL.RawQuery+"\n"+string(body))
+	b.authorizations = append(b.authorizations, r.Header.Get("Authorization"))
 	answer := b.answer
 	b.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
@@ -48,18 +50,13 @@ func forwardingServer(t *testing.T, b *backend, c clientForTest) string {
 	t.Helper()
 	hb := httptest.NewServer(b)
 	t.Cleanup(hb.Close)
-	f, err := forward.New(forward.Config{URL: hb.URL + "/tencent", Timeout: 500 * time.Millisecond, Log: logr.Discard()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := serverOn(t, Options{Timeout: 500 * time.Millisecond}, c.client, c.reader)
+	// The suite's app, as if its spec asked for a fan-out to the backend.
+	app, proj := suiteAppNow(t)
+	app.Spec.Forward = &livev1.LiveAppForward{URL: hb.URL + "/tencent", Timeout: &metav1.Duration{Duration: 500 * time.Millisecond}}
 	ctx, cancel := context.WithCancel(context.Background())
-	go func() { _ = f.Start(ctx) }()
 	t.Cleanup(cancel)
-	tokens, err := NewTokens("", firstToken)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := serverOn(t, Options{Tokens: tokens, Timeout: 500 * time.Millisecond, Forwarder: f}, c.client, c.reader)
+	s.ServeApps(ctx, []livev1.LiveApp{*app}, []corev1.Secret{*proj})
 	return startHandler(t, s)
 }
 

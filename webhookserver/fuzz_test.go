@@ -88,10 +88,6 @@ func FuzzHandler(f *testing.F) {
 	for _, s := range handlerSeeds() {
 		f.Add(s[0], []byte(s[1]))
 	}
-	tokens, err := NewTokens("", fuzzToken)
-	if err != nil {
-		f.Fatal(err)
-	}
 	metrics := NewMetrics(nil)
 	f.Fuzz(func(t *testing.T, query string, body []byte) {
 		store := newMemStore()
@@ -103,9 +99,11 @@ func FuzzHandler(f *testing.F) {
 		}
 		fwd := &fakeForwarder{}
 		// The count lane is not started: member changes it takes are acknowledged, not written.
-		counts := audience.New(audience.Config{Log: logr.Discard()}, store)
-		s := newServer(Options{SDKAppID: testAppID, Namespace: "fuzz", Tokens: tokens, Timeout: time.Second, Forwarder: fwd},
-			store, counts, metrics, logr.Discard())
+		counts := audience.New(audience.Config{Log: logr.Discard()}, onlyStore(store))
+		s := newServer(Options{Timeout: time.Second}, memStores(store), counts, metrics, logr.Discard())
+		quota := &fakeQuota{}
+		s.quota = quota
+		unitApp{tokens: []string{fuzzToken}, forwarder: fwd}.serve(t, s)
 
 		params, _ := url.ParseQuery(query)
 		signed := queryValue(params, "Sign") == "" && queryValue(params, "RequestTime") == ""
@@ -160,6 +158,8 @@ func FuzzHandler(f *testing.F) {
 			if n, _ := counts.Backlog(); n == 0 {
 				t.Fatalf("200 for a member callback the count lane never took")
 			}
+		case rec.Code == http.StatusOK && cb.Command == tencent.CommandCreateRoomReachingThreshold && len(quota.got) == 0:
+			t.Fatalf("200 for a room quota warning never stored")
 		}
 	})
 }

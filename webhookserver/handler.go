@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/liveroom-io/liveroom-operator/internal/audience"
 	"github.com/liveroom-io/liveroom-operator/internal/forward"
 	"github.com/liveroom-io/liveroom-operator/internal/lanes"
 	"github.com/liveroom-io/liveroom-operator/internal/roomstate"
@@ -27,6 +28,7 @@ const (
 	reasonTooLarge   = "too_large"
 	reasonReadError  = "read_error"
 	reasonWrongApp   = "wrong_app"
+	reasonNoToken    = "no_token"
 	reasonMissing    = "missing_sign"
 	reasonStale      = "stale_time"
 	reasonBadSign    = "bad_sign"
@@ -61,17 +63,22 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	queryCommand := queryValue(q, "CallbackCommand")
 	command := commandLabel(queryCommand)
+	app := s.apps.lookup(queryValue(q, "SdkAppid"))
+	appLabel := unknownApp
+	if app != nil {
+		appLabel = app.label
+	}
 	rw := &statusRecorder{ResponseWriter: w}
 	defer func() {
-		s.metrics.Requests.WithLabelValues(command, strconv.Itoa(rw.status)).Inc()
+		s.metrics.Requests.WithLabelValues(appLabel, command, strconv.Itoa(rw.status)).Inc()
 		s.metrics.Duration.WithLabelValues(command).Observe(time.Since(start).Seconds())
 	}()
 
 	reject := func(status int, reason string, err error) {
-		s.metrics.Rejections.WithLabelValues(reason).Inc()
+		s.metrics.Rejections.WithLabelValues(appLabel, reason).Inc()
 		if _, ok := s.rejectLog.Allow(); ok {
 			s.log.Info("Rejected callback", "reason", reason, "status", status, "error", logValue(err.Error()),
-				"command", logValue(queryCommand), "remote", logValue(r.RemoteAddr))
+				"app", appLabel, "command", logValue(queryCommand), "remote", logValue(r.RemoteAddr))
 		}
 		writeFail(rw, status, err.Error())
 	}
@@ -87,14 +94,14 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 		reject(http.StatusRequestEntityTooLarge, reasonTooLarge, tooLarge)
 		return
 	}
-	if app := queryValue(q, "SdkAppid"); app != strconv.FormatInt(s.opts.SDKAppID, 10) {
-		reject(http.StatusForbidden, reasonWrongApp, errors.New("SdkAppid does not match this operator's app"))
+	if app == nil {
+		reject(http.StatusForbidden, reasonWrongApp, errors.New("SdkAppid is not an app this operator serves"))
 		return
 	}
 	sign, requestTime := queryValue(q, "Sign"), queryValue(q, "RequestTime")
 	switch {
-	case s.opts.signed():
-		if err := s.opts.Tokens.Verify(sign, requestTime, start, s.opts.MaxSkew); err != nil {
+	case app.tokens.Enabled():
+		if err := app.tokens.Verify(sign, requestTime, start, app.maxSkew); err != nil {
 			reason := reasonBadSign
 			switch err {
 			case errMissingSign:
@@ -105,9 +112,9 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 			reject(http.StatusUnauthorized, reason, err)
 			return
 		}
-	case !s.opts.AllowUnsigned:
-		// Start refuses this configuration; a handler used without Start fails closed.
-		reject(http.StatusUnauthorized, reasonBadSign, errors.New("no callback token is configured"))
+	case !app.allowUnsigned:
+		// The controller has not handed this replica the app's tokens yet.
+		reject(http.StatusUnauthorized, reasonNoToken, errors.New("the app has no callback token yet"))
 		return
 	}
 	markReceived("", start)
@@ -134,46 +141,46 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 
 	if cb.Command == tencent.CommandMemberStateChanged && inflight > int64(s.opts.MemberAdmission) {
 		// Overloaded: room lifecycle callbacks go first. Nothing of this one was kept.
-		s.metrics.Rejections.WithLabelValues(reasonOverloaded).Inc()
+		s.metrics.Rejections.WithLabelValues(appLabel, reasonOverloaded).Inc()
 		writeFail(rw, http.StatusServiceUnavailable, "overloaded, retry")
 		return
 	}
-	if s.opts.Forwarder != nil && forward.IsBlocking(cb.Command) {
+	if app.forwarder != nil && forward.IsBlocking(cb.Command) {
 		// The app decides blocking callbacks (gifts, messages); its answer goes back as is.
-		answer := s.opts.Forwarder.Forward(r.Context(), r.URL.RawQuery, body)
-		s.metrics.Events.WithLabelValues(command, string(outcomeForwarded)).Inc()
+		answer := app.forwarder.Forward(r.Context(), r.URL.RawQuery, body)
+		s.metrics.Events.WithLabelValues(appLabel, command, string(outcomeForwarded)).Inc()
 		_ = answer.Reply(rw)
 		return
 	}
 
-	duplicate, finish := s.replay.begin(newReplayKey(sign, requestTime, body), start)
+	duplicate, finish := s.replay.begin(newReplayKey(app.sdkAppID, sign, requestTime, body), start, 2*app.maxSkew)
 	if duplicate {
-		s.metrics.Duplicates.Inc()
+		s.metrics.Duplicates.WithLabelValues(appLabel).Inc()
 		writeOK(rw)
 		return
 	}
 	// Identical deliveries wait for this one: release them whatever happens below.
 	defer finish(false)
-	if s.opts.Forwarder != nil {
+	if app.forwarder != nil {
 		// Queued before the operator stores anything, so the app gets its callbacks even
 		// while the API server is unavailable.
-		s.opts.Forwarder.Enqueue(r.URL.RawQuery, body)
+		app.forwarder.Enqueue(r.URL.RawQuery, body)
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.opts.Timeout)
 	defer cancel()
-	outcome, err := s.applyRecovering(ctx, cb, start)
+	outcome, err := s.applyRecovering(ctx, app, cb, start)
 	finish(err == nil)
 	var panicked *panicError
 	switch {
 	case errors.As(err, &panicked):
-		s.metrics.Rejections.WithLabelValues(reasonInternal).Inc()
-		s.log.Error(err, "Callback not stored: internal error", "command", cb.Command, "roomId", logValue(cb.Room()),
+		s.metrics.Rejections.WithLabelValues(appLabel, reasonInternal).Inc()
+		s.log.Error(err, "Callback not stored: internal error", "app", appLabel, "command", cb.Command, "roomId", logValue(cb.Room()),
 			"stack", string(panicked.stack))
 		writeFail(rw, http.StatusInternalServerError, "internal error")
 		return
 	case errors.Is(err, lanes.ErrOverloaded):
 		// Answered before the deadline: nothing of it was kept.
-		s.metrics.Rejections.WithLabelValues(reasonOverloaded).Inc()
+		s.metrics.Rejections.WithLabelValues(appLabel, reasonOverloaded).Inc()
 		writeFail(rw, http.StatusServiceUnavailable, err.Error())
 		return
 	case errors.Is(err, roomstore.ErrUnstorable):
@@ -181,20 +188,20 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 		reject(http.StatusUnprocessableEntity, reasonUnstorable, err)
 		return
 	case err != nil:
-		s.metrics.Rejections.WithLabelValues(reasonNotStored).Inc()
+		s.metrics.Rejections.WithLabelValues(appLabel, reasonNotStored).Inc()
 		// Expected while the API server is unavailable: no stack trace, and bounded.
 		if _, ok := s.notStoredLog.Allow(); ok {
-			s.log.Info("Callback not stored", "error", logValue(err.Error()), "command", cb.Command, "roomId", logValue(cb.Room()))
+			s.log.Info("Callback not stored", "error", logValue(err.Error()), "app", appLabel, "command", cb.Command, "roomId", logValue(cb.Room()))
 		}
 		writeFail(rw, http.StatusServiceUnavailable, "not stored, retry: "+err.Error())
 		return
 	}
-	s.metrics.Events.WithLabelValues(command, string(outcome)).Inc()
+	s.metrics.Events.WithLabelValues(appLabel, command, string(outcome)).Inc()
 	writeOK(rw)
 }
 
 // bodyLimit is the largest body accepted for a command: room commands are stored, the
-// others only counted and forwarded.
+// others only counted and forwarded (a room quota warning is a few numbers).
 func bodyLimit(command string) int64 {
 	if tencent.IsRoomCommand(command) {
 		return MaxBodyBytes
@@ -212,13 +219,13 @@ func (e *panicError) Error() string { return fmt.Sprintf("panic: %v", e.value) }
 
 // applyRecovering is apply, with a panic turned into an error so that the delivery is
 // answered and released like any failed one.
-func (s *Server) applyRecovering(ctx context.Context, cb *tencent.Callback, now time.Time) (outcome roomstate.Outcome, err error) {
+func (s *Server) applyRecovering(ctx context.Context, app *servedApp, cb *tencent.Callback, now time.Time) (outcome roomstate.Outcome, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = &panicError{value: p, stack: debug.Stack()}
 		}
 	}()
-	return s.apply(ctx, cb, now)
+	return s.apply(ctx, app, cb, now)
 }
 
 // outcomeIgnored marks a callback the operator does not act on; outcomeForwarded a
@@ -230,9 +237,13 @@ const (
 	outcomeCounted   roomstate.Outcome = "counted"
 )
 
-// apply stores the callback's effect. A room lifecycle change returns once the API
-// server has it; a member-count change once the count lane has it.
-func (s *Server) apply(ctx context.Context, cb *tencent.Callback, now time.Time) (roomstate.Outcome, error) {
+// apply stores the callback's effect in the app's rooms (or, for a room quota warning,
+// in the app). A room lifecycle change returns once the API server has it; a
+// member-count change once the count lane has it.
+func (s *Server) apply(ctx context.Context, app *servedApp, cb *tencent.Callback, now time.Time) (roomstate.Outcome, error) {
+	if cb.Command == tencent.CommandCreateRoomReachingThreshold {
+		return s.recordQuota(ctx, app, cb, now)
+	}
 	if !tencent.IsRoomCommand(cb.Command) {
 		return outcomeIgnored, nil
 	}
@@ -245,12 +256,13 @@ func (s *Server) apply(ctx context.Context, cb *tencent.Callback, now time.Time)
 		default:
 			return outcomeIgnored, nil
 		}
-		if err := s.counts.Add(cb.Room(), delta, roomstate.EventMillis(cb, now)); err != nil {
+		room := audience.Room{Namespace: app.key.Namespace, SDKAppID: app.sdkAppID, ID: cb.Room()}
+		if err := s.counts.Add(room, delta, roomstate.EventMillis(cb, now)); err != nil {
 			return "", err
 		}
 		return outcomeCounted, nil
 	}
-	res, err := s.store.Mutate(ctx, cb.Room(), livev1.OriginCallback, roomstate.ForCallback(cb, now))
+	res, err := app.store.Mutate(ctx, cb.Room(), livev1.OriginCallback, roomstate.ForCallback(cb, now))
 	return res.Outcome, err
 }
 

@@ -158,11 +158,10 @@ func sendTimed(t *testing.T, c callback) answered {
 // which has a deadline of its own, far longer than a callback's.
 func TestHotRoomWaitersGiveUpAtTheirDeadline(t *testing.T) {
 	g := NewWithT(t)
-	tokens := unitTokens(t)
 	timeout := 400 * time.Millisecond
 	slow := newSlowRooms("hot", 2*time.Second)
 	slow.active.Store(false)
-	s := serverOn(t, Options{Tokens: tokens, Timeout: timeout}, slow, writes)
+	s := serverOn(t, Options{Timeout: timeout}, slow, writes)
 	url := startHandler(t, s)
 	t0 := time.Now().Unix() - 100
 	expectOK(t, send(t, callback{command: tencent.CommandCreateRoom, body: createBody("hot-room", "u", t0), url: url}))
@@ -195,10 +194,9 @@ func TestHotRoomWaitersGiveUpAtTheirDeadline(t *testing.T) {
 // rather than at the deadline.
 func TestOverloadRefusedEarly(t *testing.T) {
 	g := NewWithT(t)
-	tokens := unitTokens(t)
 	timeout := 600 * time.Millisecond
 	slow := newSlowRooms("busy-api", 100*time.Millisecond)
-	s := serverOn(t, Options{Tokens: tokens, Timeout: timeout, LifecycleConcurrency: 1}, slow, writes)
+	s := serverOn(t, Options{Timeout: timeout, LifecycleConcurrency: 1}, slow, writes)
 	url := startHandler(t, s)
 	// The gate learns how long a write takes here.
 	for i := range 3 {

@@ -118,7 +118,7 @@ func TestIdleConnectionsClosed(t *testing.T) {
 func TestBodyCapsByCommand(t *testing.T) {
 	g := NewWithT(t)
 	store, fwd := newMemStore(), &fakeForwarder{}
-	s := newUnitServer(t, Options{Forwarder: fwd}, store, logr.Discard())
+	s := newUnitServerFor(t, Options{}, unitApp{tokens: []string{firstToken}, forwarder: fwd}, store, logr.Discard())
 	padded := func(command, fields string, size int) []byte {
 		head := fmt.Sprintf(`{"CallbackCommand":%q,%s,"Pad":"`, command, fields)
 		return []byte(head + strings.Repeat("x", size-len(head)-2) + `"}`)

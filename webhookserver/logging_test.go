@@ -38,6 +38,7 @@ func TestLongCommandLogsABoundedLine(t *testing.T) {
 	g := NewWithT(t)
 	logs := &lineLog{}
 	s := newUnitServer(t, Options{}, newMemStore(), logs.logger())
+	logs.reset()
 	command := "Live." + strings.Repeat("A", 15<<10)
 	rec := serve(s, signedQuery(command, firstToken, nowRequestTime()).Encode(), []byte(createBody("r", "u", 1)))
 	g.Expect(rec.Code).To(Equal(http.StatusBadRequest))
@@ -56,6 +57,7 @@ func TestRejectionFloodLogsBoundedLines(t *testing.T) {
 	g := NewWithT(t)
 	logs := &lineLog{}
 	s := newUnitServer(t, Options{}, newMemStore(), logs.logger())
+	logs.reset()
 	s.throttleLogs(200 * time.Millisecond)
 	query := signedQuery(tencent.CommandCreateRoom, "not-the-token", nowRequestTime()).Encode()
 	for range 1000 {
@@ -66,7 +68,7 @@ func TestRejectionFloodLogsBoundedLines(t *testing.T) {
 	summary := logs.all()[logBurst].Text
 	g.Expect(summary).To(ContainSubstring("Rejected callbacks not logged"))
 	g.Expect(summary).To(ContainSubstring(`"count"=990`))
-	g.Expect(testutil.ToFloat64(s.metrics.Rejections.WithLabelValues(reasonBadSign))).To(BeEquivalentTo(1000))
+	g.Expect(testutil.ToFloat64(s.metrics.Rejections.WithLabelValues(unitLabel, reasonBadSign))).To(BeEquivalentTo(1000))
 }
 
 // TestNotStoredLoggedWithoutStack: a callback the store refuses is logged at info level
@@ -77,6 +79,7 @@ func TestNotStoredLoggedWithoutStack(t *testing.T) {
 	store := newMemStore()
 	store.refuse = func(string) error { return context.DeadlineExceeded }
 	s := newUnitServer(t, Options{}, store, logs.logger())
+	logs.reset()
 	rec := serve(s, signedQuery(tencent.CommandCreateRoom, firstToken, nowRequestTime()).Encode(), []byte(createBody("refused", "u", 1)))
 	g.Expect(rec.Code).To(Equal(http.StatusServiceUnavailable))
 	g.Expect(logs.all()).To(ConsistOf(And(

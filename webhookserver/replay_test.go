@@ -48,22 +48,22 @@ func TestReplayVariantsAreDuplicates(t *testing.T) {
 		"upper-case Sign":              {with("Sign", strings.ToUpper(delivery.Get("Sign"))), body},
 	}
 	for mode, c := range map[string]struct {
-		opts     Options
+		app      unitApp
 		variants map[string]variant
 	}{
-		"signed":   {Options{}, respelt},
-		"unsigned": {Options{AllowUnsigned: true}, unsignedRespelt},
+		"signed":   {signedApp, respelt},
+		"unsigned": {unitApp{allowUnsigned: true}, unsignedRespelt},
 	} {
 		t.Run(mode, func(t *testing.T) {
 			g := NewWithT(t)
 			store := newMemStore()
-			s := newUnitServer(t, c.opts, store, logr.Discard())
+			s := newUnitServerFor(t, Options{}, c.app, store, logr.Discard())
 			g.Expect(serve(s, delivery.Encode(), []byte(body)).Code).To(Equal(http.StatusOK))
 			g.Expect(store.appliedTo("replayed")).To(Equal(1))
 			for name, v := range c.variants {
-				before := testutil.ToFloat64(s.metrics.Duplicates)
+				before := testutil.ToFloat64(s.metrics.Duplicates.WithLabelValues(unitLabel))
 				g.Expect(serve(s, v.query, []byte(v.body)).Code).To(Equal(http.StatusOK), name)
-				g.Expect(testutil.ToFloat64(s.metrics.Duplicates)-before).To(BeEquivalentTo(1), "%s is acknowledged as a duplicate", name)
+				g.Expect(testutil.ToFloat64(s.metrics.Duplicates.WithLabelValues(unitLabel))-before).To(BeEquivalentTo(1), "%s is acknowledged as a duplicate", name)
 				g.Expect(store.appliedTo("replayed")).To(Equal(1), "%s is not applied again", name)
 			}
 			// A different event of the same second is still applied.
@@ -100,7 +100,7 @@ func TestPanicReleasesReplayEntry(t *testing.T) {
 		return resp.StatusCode, nil
 	}
 	g.Expect(post()).To(Equal(http.StatusInternalServerError))
-	g.Expect(testutil.ToFloat64(s.metrics.Rejections.WithLabelValues(reasonInternal))).To(BeEquivalentTo(1))
+	g.Expect(testutil.ToFloat64(s.metrics.Rejections.WithLabelValues(unitLabel, reasonInternal))).To(BeEquivalentTo(1))
 	g.Expect(logs.all()).To(ContainElement(And(
 		HaveField("Error", true), HaveField("Text", ContainSubstring("store bug")), HaveField("Text", ContainSubstring("goroutine")))))
 
@@ -117,7 +117,7 @@ func TestPanicOutsideApplyReleasesReplayEntry(t *testing.T) {
 	g := NewWithT(t)
 	store, fwd := newMemStore(), &fakeForwarder{}
 	fwd.panics.Store(true)
-	s := newUnitServer(t, Options{Forwarder: fwd}, store, logr.Discard())
+	s := newUnitServerFor(t, Options{}, unitApp{tokens: []string{firstToken}, forwarder: fwd}, store, logr.Discard())
 	hs := httptest.NewUnstartedServer(s.Handler())
 	hs.Config.ErrorLog = log.New(io.Discard, "", 0) // net/http reports the panic
 	hs.Start()

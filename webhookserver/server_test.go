@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -205,9 +204,9 @@ func TestMemberEventsCoalescedAndCountedOnce(t *testing.T) {
 	rt := time.Now().Unix()
 	leave := memberBody("busy", "Offline", []string{"a1"}, nowMillis())
 	expectOK(t, send(t, callback{command: tencent.CommandMemberStateChanged, body: leave, requestTime: rt}))
-	dupsBefore := testutil.ToFloat64(metrics.Duplicates)
+	dupsBefore := testutil.ToFloat64(metrics.Duplicates.WithLabelValues(suiteLabel))
 	expectOK(t, send(t, callback{command: tencent.CommandMemberStateChanged, body: leave, requestTime: rt}))
-	g.Expect(testutil.ToFloat64(metrics.Duplicates) - dupsBefore).To(BeEquivalentTo(1))
+	g.Expect(testutil.ToFloat64(metrics.Duplicates.WithLabelValues(suiteLabel)) - dupsBefore).To(BeEquivalentTo(1))
 	g.Eventually(func() int64 { return getRoom(t, "busy").Status.Audience.Online }, 10*time.Second, 20*time.Millisecond).Should(BeEquivalentTo(119))
 	g.Consistently(func() int64 { return getRoom(t, "busy").Status.Audience.Online }, 3*countInterval, 50*time.Millisecond).Should(BeEquivalentTo(119))
 }
@@ -265,7 +264,8 @@ func TestRejections(t *testing.T) {
 		status int
 		reason string
 	}{
-		{"wrong app", callback{command: tencent.CommandCreateRoom, body: create, sdkAppID: "1400000001"}, http.StatusForbidden, reasonWrongApp},
+		{"unknown app", callback{command: tencent.CommandCreateRoom, body: create, sdkAppID: "1400000001"}, http.StatusForbidden, reasonWrongApp},
+		{"SdkAppid not a number", callback{command: tencent.CommandCreateRoom, body: create, sdkAppID: "14e8"}, http.StatusForbidden, reasonWrongApp},
 		{"bad sign", callback{command: tencent.CommandCreateRoom, body: create, token: "not-the-token"}, http.StatusUnauthorized, reasonBadSign},
 		{"unsigned", callback{command: tencent.CommandCreateRoom, body: create, unsigned: true}, http.StatusUnauthorized, reasonMissing},
 		{"stale time", callback{command: tencent.CommandCreateRoom, body: create, requestTime: time.Now().Add(-2 * time.Minute).Unix()}, http.StatusUnauthorized, reasonStale},
@@ -278,13 +278,17 @@ func TestRejections(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			before := testutil.ToFloat64(metrics.Rejections.WithLabelValues(c.reason))
+			app := suiteLabel
+			if c.status == http.StatusForbidden {
+				app = unknownApp
+			}
+			before := testutil.ToFloat64(metrics.Rejections.WithLabelValues(app, c.reason))
 			r := send(t, c.c)
 			if r.status != c.status || r.ActionStatus != "FAIL" || r.ErrorInfo == "" {
 				t.Fatalf("got %d %+v, want %d FAIL with a reason", r.status, r.answer, c.status)
 			}
-			if got := testutil.ToFloat64(metrics.Rejections.WithLabelValues(c.reason)) - before; got != 1 {
-				t.Errorf("rejections{reason=%q} grew by %v", c.reason, got)
+			if got := testutil.ToFloat64(metrics.Rejections.WithLabelValues(app, c.reason)) - before; got != 1 {
+				t.Errorf("rejections{app=%q,reason=%q} grew by %v", app, c.reason, got)
 			}
 		})
 	}
@@ -296,9 +300,9 @@ func TestRejections(t *testing.T) {
 }
 
 func TestUnknownCommandAnsweredOKAndCounted(t *testing.T) {
-	before := testutil.ToFloat64(metrics.Events.WithLabelValues("other", string(outcomeIgnored)))
+	before := testutil.ToFloat64(metrics.Events.WithLabelValues(suiteLabel, "other", string(outcomeIgnored)))
 	expectOK(t, send(t, callback{command: "Live.CallbackAfterCreateBattle", body: `{"CallbackCommand":"Live.CallbackAfterCreateBattle","BattleId":"b1","FromRoomId":"x"}`}))
-	if got := testutil.ToFloat64(metrics.Events.WithLabelValues("other", string(outcomeIgnored))) - before; got != 1 {
+	if got := testutil.ToFloat64(metrics.Events.WithLabelValues(suiteLabel, "other", string(outcomeIgnored))) - before; got != 1 {
 		t.Fatalf("ignored events grew by %v", got)
 	}
 }
@@ -356,24 +360,6 @@ func srvCacheHas(list *livev1.LiveRoomList, roomID string) error {
 	return nil
 }
 
-func TestTokenRotationWithoutRestart(t *testing.T) {
-	g := NewWithT(t)
-	body := func(i int) string { return createBody(fmt.Sprintf("rotation-%d", i), "u", time.Now().Unix()) }
-	// Both tokens valid during the rotation.
-	g.Expect(os.WriteFile(tokenFile, []byte(firstToken+"\nnew-token\n"), 0o600)).To(Succeed())
-	g.Eventually(func() int {
-		return send(t, callback{command: tencent.CommandCreateRoom, body: body(1), token: "new-token"}).status
-	}, 10*time.Second, 50*time.Millisecond).Should(Equal(http.StatusOK))
-	expectOK(t, send(t, callback{command: tencent.CommandCreateRoom, body: body(2)}))
-	// The old token retired.
-	g.Expect(os.WriteFile(tokenFile, []byte("new-token\n"), 0o600)).To(Succeed())
-	g.Eventually(func() int { return send(t, callback{command: tencent.CommandCreateRoom, body: body(3)}).status }, 10*time.Second, 50*time.Millisecond).Should(Equal(http.StatusUnauthorized))
-	expectOK(t, send(t, callback{command: tencent.CommandCreateRoom, body: body(4), token: "new-token"}))
-	// Restore for the other tests.
-	g.Expect(os.WriteFile(tokenFile, []byte(firstToken+"\n"), 0o600)).To(Succeed())
-	g.Eventually(func() int { return send(t, callback{command: tencent.CommandCreateRoom, body: body(5)}).status }, 10*time.Second, 50*time.Millisecond).Should(Equal(http.StatusOK))
-}
-
 func TestAPIServerUnreachableNothingAcknowledged(t *testing.T) {
 	g := NewWithT(t)
 	dead := *cfg
@@ -381,9 +367,7 @@ func TestAPIServerUnreachableNothingAcknowledged(t *testing.T) {
 	dead.Timeout = time.Second
 	c, err := client.New(&dead, client.Options{Scheme: testScheme})
 	g.Expect(err).NotTo(HaveOccurred())
-	tokens, err := NewTokens("", firstToken)
-	g.Expect(err).NotTo(HaveOccurred())
-	s := serverOn(t, Options{SDKAppID: testAppID, Namespace: testNamespace, Tokens: tokens, Timeout: 500 * time.Millisecond}, c, c)
+	s := serverOn(t, Options{Timeout: 500 * time.Millisecond}, c, c)
 	url := startHandler(t, s)
 
 	// Audience counts are soft state: acknowledged once the count lane has them, written
@@ -401,10 +385,8 @@ func TestAPIServerUnreachableNothingAcknowledged(t *testing.T) {
 
 func TestAPIServerTooSlowAnswers503(t *testing.T) {
 	g := NewWithT(t)
-	tokens, err := NewTokens("", firstToken)
-	g.Expect(err).NotTo(HaveOccurred())
 	slow := &slowClient{Client: writes}
-	s := serverOn(t, Options{SDKAppID: testAppID, Namespace: testNamespace, Tokens: tokens, Timeout: 300 * time.Millisecond}, slow, writes)
+	s := serverOn(t, Options{Timeout: 300 * time.Millisecond}, slow, writes)
 	url := startHandler(t, s)
 	r := send(t, callback{command: tencent.CommandCreateRoom, body: createBody("slow-write", "u", time.Now().Unix()), url: url})
 	g.Expect(r.status).To(Equal(http.StatusServiceUnavailable))

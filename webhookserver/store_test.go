@@ -92,12 +92,10 @@ func TestUnstorableChangeIsRefusedNotRetried(t *testing.T) {
 // The API server's refusal of the object (422) is permanent too.
 func TestAPIServerInvalidIsNotRetryable(t *testing.T) {
 	g := NewWithT(t)
-	tokens, err := NewTokens("", firstToken)
-	g.Expect(err).NotTo(HaveOccurred())
 	c := &failingClient{Client: writes, statusErr: apierrors.NewInvalid(schema.GroupKind{Group: livev1.GroupVersion.Group, Kind: "LiveRoom"}, "x",
 		field.ErrorList{field.TooMany(field.NewPath("status", "seats"), 300, 256)})}
 	c.statusFailures.Store(1)
-	s := serverOn(t, Options{SDKAppID: testAppID, Namespace: testNamespace, Tokens: tokens}, c, writes)
+	s := serverOn(t, Options{}, c, writes)
 	url := startHandler(t, s)
 	r := send(t, callback{command: tencent.CommandCreateRoom, body: createBody("refused-by-schema", "u", time.Now().Unix()), url: url})
 	g.Expect(r.status).To(Equal(http.StatusUnprocessableEntity))
@@ -107,10 +105,8 @@ func TestAPIServerInvalidIsNotRetryable(t *testing.T) {
 // callback is answered 503 and retrying it completes the room as if it had gone through.
 func TestRetryAfterPartialWriteIsHarmless(t *testing.T) {
 	g := NewWithT(t)
-	tokens, err := NewTokens("", firstToken)
-	g.Expect(err).NotTo(HaveOccurred())
 	c := &failingClient{Client: writes, statusErr: apierrors.NewServiceUnavailable("etcd leader changed")}
-	s := serverOn(t, Options{SDKAppID: testAppID, Namespace: testNamespace, Tokens: tokens}, c, writes)
+	s := serverOn(t, Options{}, c, writes)
 	url := startHandler(t, s)
 
 	t0 := time.Now().Unix() - 100

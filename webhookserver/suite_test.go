@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"testing"
@@ -18,12 +17,15 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	livev1 "github.com/liveroom-io/liveroom-operator/api/v1alpha1"
+	"github.com/liveroom-io/liveroom-operator/internal/apps"
 	"github.com/liveroom-io/liveroom-operator/internal/audience"
 	"github.com/liveroom-io/liveroom-operator/internal/caches"
 	"github.com/liveroom-io/liveroom-operator/internal/roomstore"
@@ -31,20 +33,30 @@ import (
 )
 
 const (
-	testAppID     = 1400000000
-	testNamespace = "rooms"
-	firstToken    = "token-one"
+	testAppID         = 1400000000
+	testNamespace     = "rooms"
+	operatorNamespace = "liveroom-system"
+	firstToken        = "token-one"
+	// suiteReplica is the suite server's replica: its Lease's name.
+	suiteReplica = "suite-replica"
+	// suiteLabel is the app label of the suite's app; the unit servers' app has the
+	// same namespace and name.
+	suiteLabel = testNamespace + "/app"
+	unitLabel  = suiteLabel
 )
 
-// The suite shares one control plane and one running callback server.
+// The suite shares one control plane and one running callback server, which serves the
+// LiveApp suiteApp (testAppID, rooms in testNamespace) signed with firstToken.
 var (
 	cfg        *rest.Config
 	k8s        client.Client // direct, uncached
 	srv        *Server
 	srvURL     string
+	srvCache   cache.Cache
 	writes     *writeCounter
 	metrics    *Metrics
-	tokenFile  string
+	registry   *prometheus.Registry
+	suiteApp   *livev1.LiveApp
 	testScheme = testenv.Scheme
 )
 
@@ -78,38 +90,35 @@ func runSuite(m *testing.M) int {
 	cfg, k8s = suite.Config, suite.Client
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: testNamespace}}); err != nil {
+	for _, ns := range []string{testNamespace, operatorNamespace} {
+		if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+			panic(err)
+		}
+	}
+	suiteApp = &livev1.LiveApp{ObjectMeta: metav1.ObjectMeta{Name: "app", Namespace: testNamespace}, Spec: livev1.LiveAppSpec{SDKAppID: testAppID}}
+	if err := k8s.Create(ctx, suiteApp); err != nil {
+		panic(err)
+	}
+	if err := writeProjection(ctx, suiteApp, firstToken); err != nil {
 		panic(err)
 	}
 
-	dir, err := os.MkdirTemp("", "tokens")
-	if err != nil {
-		panic(err)
-	}
-	defer os.RemoveAll(dir)
-	tokenFile = filepath.Join(dir, "tokens")
-	if err := os.WriteFile(tokenFile, []byte(firstToken+"\n"), 0o600); err != nil {
-		panic(err)
-	}
-
-	mgr, err := suite.NewManager(caches.CallbackServer())
+	mgr, err := suite.NewManager(caches.CallbackServer(operatorNamespace))
 	if err != nil {
 		panic(err)
 	}
 	if err := roomstore.IndexRoomID(ctx, mgr.GetFieldIndexer()); err != nil {
 		panic(err)
 	}
-	tokens, err := NewTokens(tokenFile, "")
-	if err != nil {
-		panic(err)
-	}
+	srvCache = mgr.GetCache()
 	writes = &writeCounter{Client: mgr.GetClient(), perRoom: map[string]int{}}
-	metrics = NewMetrics(prometheus.NewRegistry())
-	store := roomstore.New(roomstore.Config{Client: writes, APIReader: mgr.GetAPIReader(), Namespace: testNamespace,
-		SDKAppID: testAppID, FieldOwner: FieldOwner, Recorder: mgr.GetEventRecorder(FieldOwner)})
-	counts := audience.New(audience.Config{Replica: "suite", Interval: countInterval, Log: logr.Discard()}, store)
-	srv = New(Options{BindAddress: "127.0.0.1:0", SDKAppID: testAppID, Namespace: testNamespace, Tokens: tokens},
-		store, counts, metrics, logr.Discard())
+	registry = prometheus.NewRegistry()
+	metrics = NewMetrics(registry)
+	store := roomstore.New(roomstore.Config{Client: writes, APIReader: mgr.GetAPIReader(),
+		FieldOwner: FieldOwner, Recorder: mgr.GetEventRecorder(FieldOwner)})
+	counts := audience.New(audience.Config{Replica: "suite", Interval: countInterval, Log: logr.Discard()}, storesOf(store))
+	srv = New(Options{BindAddress: "127.0.0.1:0", OperatorNamespace: operatorNamespace, Replica: suiteReplica,
+		Apps: mgr.GetCache(), Client: mgr.GetClient()}, store, counts, metrics, logr.Discard())
 	if err := mgr.Add(srv); err != nil {
 		panic(err)
 	}
@@ -250,19 +259,70 @@ func getRoom(t testing.TB, name string) *livev1.LiveRoom {
 // countInterval is the count lane's per-room interval in these tests.
 const countInterval = 200 * time.Millisecond
 
-// serverOn builds a callback server whose writes go through c (reads through apiReader),
-// with a count lane of its own running until the test ends.
-func serverOn(t *testing.T, opts Options, c client.Client, apiReader client.Reader) *Server {
-	t.Helper()
-	opts.SDKAppID, opts.Namespace = testAppID, testNamespace
-	store := roomstore.New(roomstore.Config{Client: c, APIReader: apiReader, Namespace: testNamespace, SDKAppID: testAppID, FieldOwner: FieldOwner})
-	return New(opts, store, startCounts(t, store), nil, logr.Discard())
+// storesOf writes each app's rooms through store.ForApp.
+func storesOf(store *roomstore.Store) audience.Stores {
+	return func(namespace string, sdkAppID int64) audience.Store { return store.ForApp(namespace, sdkAppID) }
 }
 
-// startCounts runs a count lane on store until the test ends.
-func startCounts(t testing.TB, store audience.Store) *audience.Lane {
+// onlyStore writes every app's rooms through store.
+func onlyStore(store audience.Store) audience.Stores {
+	return func(string, int64) audience.Store { return store }
+}
+
+// serverOn builds a callback server whose writes go through c (reads through apiReader),
+// with a count lane of its own running until the test ends, serving the suite's app as
+// the API server has it now.
+func serverOn(t *testing.T, opts Options, c client.Client, apiReader client.Reader) *Server {
 	t.Helper()
-	lane := audience.New(audience.Config{Replica: "test", Interval: countInterval, WritesPerSecond: 1000, Log: logr.Discard()}, store)
+	store := roomstore.New(roomstore.Config{Client: c, APIReader: apiReader, FieldOwner: FieldOwner})
+	s := New(opts, store, startCounts(t, storesOf(store)), nil, logr.Discard())
+	app, proj := suiteAppNow(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	s.ServeApps(ctx, []livev1.LiveApp{*app}, []corev1.Secret{*proj})
+	return s
+}
+
+// suiteAppNow is the suite's LiveApp and its projection as the API server has them.
+func suiteAppNow(t testing.TB) (*livev1.LiveApp, *corev1.Secret) {
+	t.Helper()
+	var app livev1.LiveApp
+	var proj corev1.Secret
+	if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(suiteApp), &app); err != nil {
+		t.Fatal(err)
+	}
+	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: operatorNamespace, Name: apps.ProjectionName(app.UID)}, &proj); err != nil {
+		t.Fatal(err)
+	}
+	return &app, &proj
+}
+
+// writeProjection creates or updates app's projection Secret with tokens (one per line)
+// and no Authorization, as the controller does.
+func writeProjection(ctx context.Context, app *livev1.LiveApp, tokens string) error {
+	return writeProjectionData(ctx, app, map[string][]byte{apps.TokensKey: []byte(tokens)})
+}
+
+func writeProjectionData(ctx context.Context, app *livev1.LiveApp, data map[string][]byte) error {
+	want := projectionOf(app, "")
+	want.Data = data
+	want.Annotations[apps.TokensHashAnnotation] = apps.TokensHash(apps.ParseTokens(string(data[apps.TokensKey])))
+	var cur corev1.Secret
+	err := k8s.Get(ctx, client.ObjectKeyFromObject(&want), &cur)
+	if apierrors.IsNotFound(err) {
+		return k8s.Create(ctx, &want)
+	}
+	if err != nil {
+		return err
+	}
+	cur.Data, cur.Annotations = want.Data, want.Annotations
+	return k8s.Update(ctx, &cur)
+}
+
+// startCounts runs a count lane on stores until the test ends.
+func startCounts(t testing.TB, stores audience.Stores) *audience.Lane {
+	t.Helper()
+	lane := audience.New(audience.Config{Replica: "test", Interval: countInterval, WritesPerSecond: 1000, Log: logr.Discard()}, stores)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = lane.Start(ctx); close(done) }()

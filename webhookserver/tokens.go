@@ -1,165 +1,96 @@
 package webhookserver
 
 import (
-	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
-	"github.com/go-logr/logr"
+	"github.com/liveroom-io/liveroom-operator/internal/apps"
 )
 
 // PlaceholderToken is the demo token that config/default ships. It is public, so a token
 // set that holds it is refused as if it held no token.
 const PlaceholderToken = "liveroom-demo-token-change-me"
 
-// tokenSettle is how long the token file must stay unchanged after an event before it is
-// read, so that the several events of one Secret update cause one reload.
-const tokenSettle = 100 * time.Millisecond
-
-// Tokens holds the callback tokens that Sign may be made with. Several are valid at once
-// so that a token can be rotated in Tencent and in the Secret in either order.
+// Tokens holds the callback tokens that an app's Sign may be made with. Several are valid
+// at once so that a token can be rotated in Tencent and in the operator in either order.
+// The zero value holds none.
 type Tokens struct {
-	file    string
-	env     []string
-	current atomic.Pointer[[]string]
+	current atomic.Pointer[tokenSet]
 }
 
-// NewTokens loads tokens from file (one per line; "" for none) and from envValue (the
-// LIVEROOM_CALLBACK_TOKENS variable, one per line). A source that is configured must hold
-// at least one token and not the placeholder. With neither source, Enabled is false.
-func NewTokens(file, envValue string) (*Tokens, error) {
-	t := &Tokens{file: file}
-	if strings.TrimSpace(envValue) != "" {
-		env, err := checkTokens(parseTokens(envValue), "LIVEROOM_CALLBACK_TOKENS")
-		if err != nil {
-			return nil, err
-		}
-		t.env = env
+// tokenSet is one set of tokens and its apps.TokensHash.
+type tokenSet struct {
+	tokens []string
+	hash   string
+}
+
+// NewTokens holds tokens; with none, Enabled is false. A set without a usable token (the
+// placeholder) is refused.
+func NewTokens(tokens ...string) (*Tokens, error) {
+	t := &Tokens{}
+	if len(tokens) == 0 {
+		return t, nil
 	}
-	if _, err := t.reload(); err != nil {
+	if _, err := t.Set(tokens); err != nil {
 		return nil, err
 	}
 	return t, nil
 }
 
-// Enabled reports whether Sign is checked. It never changes after NewTokens: a reload
-// that would leave no token is refused.
-func (t *Tokens) Enabled() bool { return len(*t.current.Load()) > 0 }
-
-// Count is the number of valid tokens.
-func (t *Tokens) Count() int { return len(*t.current.Load()) }
-
-// reload reads the token file again. On error the tokens loaded before stay in force.
-func (t *Tokens) reload() (changed bool, err error) {
-	all := append([]string(nil), t.env...)
-	if t.file != "" {
-		b, err := os.ReadFile(t.file)
-		if err != nil {
-			return false, fmt.Errorf("reading callback tokens: %w", err)
-		}
-		fromFile, err := checkTokens(parseTokens(string(b)), "callback token file "+t.file)
-		if err != nil {
-			return false, err
-		}
-		all = append(all, fromFile...)
+// Set replaces the tokens. A set that holds no token, or the placeholder, is refused and
+// the tokens held before stay in force: an emptied or half-written projection never opens
+// the door. changed reports whether the set differs from the one held before.
+func (t *Tokens) Set(tokens []string) (changed bool, err error) {
+	if err := checkTokens(tokens); err != nil {
+		return false, err
 	}
-	old := t.current.Swap(&all)
-	return old == nil || !slices.Equal(*old, all), nil
+	next := &tokenSet{tokens: slices.Clone(tokens), hash: apps.TokensHash(tokens)}
+	old := t.current.Swap(next)
+	return old == nil || old.hash != next.hash, nil
 }
 
-// checkTokens refuses a configured source without a usable token.
-func checkTokens(tokens []string, source string) ([]string, error) {
+// checkTokens refuses a set without a usable token.
+func checkTokens(tokens []string) error {
 	if len(tokens) == 0 {
-		return nil, fmt.Errorf("%s holds no token (one per line, # starts a comment)", source)
+		return errors.New("the projection holds no callback token (one per line, # starts a comment)")
 	}
 	if slices.Contains(tokens, PlaceholderToken) {
-		return nil, fmt.Errorf("%s holds the placeholder token %q: replace it with the callback token set in Tencent", source, PlaceholderToken)
+		return fmt.Errorf("the projection holds the placeholder token %q: replace it with the callback token set in Tencent", PlaceholderToken)
 	}
-	return tokens, nil
+	return nil
 }
 
-func parseTokens(s string) []string {
-	var out []string
-	for _, line := range strings.Split(s, "\n") {
-		if tok := strings.TrimSpace(line); tok != "" && !strings.HasPrefix(tok, "#") {
-			out = append(out, tok)
-		}
+func (t *Tokens) set() *tokenSet {
+	if s := t.current.Load(); s != nil {
+		return s
 	}
-	return out
+	return &tokenSet{}
 }
 
-// Watch re-reads the token file whenever it or its directory changes, which covers a
-// mounted Secret's atomic symlink swap, until ctx ends. A file that cannot be read, or
-// that holds no token or the placeholder, keeps the tokens loaded before: an emptied or
-// half-written Secret never opens the door. Such a reload is logged once per distinct
-// failure and counted in m every time it is attempted, so an alert lasts as long as the
-// file stays wrong.
-func (t *Tokens) Watch(ctx context.Context, log logr.Logger, m *Metrics) error {
-	m.Tokens.Set(float64(t.Count()))
-	if t.file == "" {
-		return nil
-	}
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		return err
-	}
-	defer w.Close()
-	if err := w.Add(filepath.Dir(t.file)); err != nil {
-		return fmt.Errorf("watching callback tokens: %w", err)
-	}
-	// Some file systems drop events; a slow poll backs the watch up.
-	poll := time.NewTicker(30 * time.Second)
-	defer poll.Stop()
-	var settled <-chan time.Time
-	lastFailure := ""
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-w.Events:
-			settled = time.After(tokenSettle)
-			continue
-		case err := <-w.Errors:
-			log.Info("Watching callback tokens failed; polling", "error", err.Error())
-			continue
-		case <-settled:
-			settled = nil
-		case <-poll.C:
-		}
-		changed, err := t.reload()
-		if err != nil {
-			m.TokenReloadErrors.Inc()
-			if err.Error() != lastFailure {
-				log.Error(err, "Kept the previous callback tokens", "count", t.Count())
-			}
-			lastFailure = err.Error()
-			continue
-		}
-		lastFailure = ""
-		m.Tokens.Set(float64(t.Count()))
-		if changed {
-			log.Info("Reloaded callback tokens", "count", t.Count())
-		}
-	}
-}
+// Enabled reports whether Sign is checked: whether a token was ever loaded. It never
+// turns false again, as a set without a token is refused.
+func (t *Tokens) Enabled() bool { return len(t.set().tokens) > 0 }
+
+// Count is the number of valid tokens.
+func (t *Tokens) Count() int { return len(t.set().tokens) }
+
+// Hash is apps.TokensHash of the tokens, "" when there are none: what the replica's
+// Lease reports as loaded.
+func (t *Tokens) Hash() string { return t.set().hash }
 
 // Sign errors, each a rejection reason.
 var (
 	errMissingSign = errors.New("Sign or RequestTime is missing")
 	errBadTime     = errors.New("RequestTime is not a Unix time in seconds")
 	errStale       = errors.New("RequestTime is outside the accepted window")
-	errBadSign     = errors.New("Sign does not match any configured token")
+	errBadSign     = errors.New("Sign does not match any of the app's callback tokens")
 )
 
 // Verify checks Sign = hex(sha256(token + RequestTime)) against every token in constant
@@ -180,7 +111,7 @@ func (t *Tokens) Verify(sign, requestTime string, now time.Time, maxSkew time.Du
 		return errBadSign
 	}
 	ok := 0
-	for _, tok := range *t.current.Load() {
+	for _, tok := range t.set().tokens {
 		want := sha256.Sum256([]byte(tok + requestTime))
 		ok |= subtle.ConstantTimeCompare(got, want[:])
 	}

@@ -32,6 +32,21 @@ type Store interface {
 	Mutate(ctx context.Context, roomID, origin string, m roomstate.Mutation) (roomstore.Result, error)
 }
 
+// Stores gives the store of an app's rooms, by the app's namespace and SDKAppID (e.g.
+// roomstore.Store.ForApp).
+type Stores func(namespace string, sdkAppID int64) Store
+
+// Room names a room of an app: the app's namespace holds it, and a room first heard of
+// through a member callback is created with the app's SDKAppID.
+type Room struct {
+	Namespace string
+	SDKAppID  int64
+	ID        string
+}
+
+// key identifies a room across apps: a RoomId is unique within its app only.
+func (r Room) key() string { return r.Namespace + "/" + r.ID }
+
 // Config configures a Lane. Zero values take the defaults noted.
 type Config struct {
 	// WritesPerSecond is the budget of count writes, all rooms together (default 20).
@@ -56,8 +71,11 @@ type Config struct {
 // Lane aggregates member-count deltas per room and writes them under the budget.
 type Lane struct {
 	cfg     Config
-	store   Store
+	stores  Stores
 	limiter *rate.Limiter
+
+	// dispatching is held by the worker taking the next room and its budget token.
+	dispatching sync.Mutex
 
 	mu      sync.Mutex
 	rooms   map[string]*room
@@ -69,7 +87,7 @@ type Lane struct {
 
 // room is one room's unwritten delta.
 type room struct {
-	id     string
+	ref    Room
 	delta  int64     // acknowledged and not written
 	newest int64     // newest event time in delta, Unix milliseconds
 	since  time.Time // when the oldest unwritten delta arrived; zero when delta is empty
@@ -86,13 +104,14 @@ type room struct {
 
 // write is one write of a room's delta.
 type write struct {
+	ref           Room
 	delta, newest int64
 	since         time.Time
 	mark          livev1.CountWrite
 }
 
-// New builds a lane writing through store.
-func New(cfg Config, store Store) *Lane {
+// New builds a lane writing each room through its app's store.
+func New(cfg Config, stores Stores) *Lane {
 	if cfg.WritesPerSecond <= 0 {
 		cfg.WritesPerSecond = 20
 	}
@@ -116,7 +135,7 @@ func New(cfg Config, store Store) *Lane {
 	}
 	l := &Lane{
 		cfg:     cfg,
-		store:   store,
+		stores:  stores,
 		limiter: rate.NewLimiter(rate.Limit(cfg.WritesPerSecond), 1),
 		rooms:   map[string]*room{},
 		wake:    make(chan struct{}, 1),
@@ -131,17 +150,20 @@ func New(cfg Config, store Store) *Lane {
 var errStopped = errors.New("the count lane has stopped")
 
 // Add adds an acknowledged member-count change of a room. It never waits for a write.
-func (l *Lane) Add(roomID string, delta, eventMillis int64) error {
+func (l *Lane) Add(ref Room, delta, eventMillis int64) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.stopped {
 		return errStopped
 	}
-	r := l.rooms[roomID]
+	key := ref.key()
+	r := l.rooms[key]
 	if r == nil {
-		r = &room{id: roomID, index: -1}
-		l.rooms[roomID] = r
+		r = &room{ref: ref, index: -1}
+		l.rooms[key] = r
 	}
+	// The app serving a namespace may be replaced; later deltas go to the newest one's.
+	r.ref.SDKAppID = ref.SDKAppID
 	if r.since.IsZero() {
 		r.since = l.cfg.Now()
 	}
@@ -186,17 +208,30 @@ func (l *Lane) Start(ctx context.Context) error {
 func (l *Lane) work(ctx context.Context, limiter *rate.Limiter) {
 	draining := l.isStopped()
 	for {
-		r, w := l.next(ctx, draining)
+		r, w, err := l.dispatch(ctx, limiter, draining)
 		if r == nil {
 			return
 		}
-		if err := limiter.Wait(ctx); err != nil {
+		if err != nil {
 			l.settle(r, w, false, err)
 			return
 		}
-		stored, err := l.write(ctx, r.id, w)
+		stored, err := l.write(ctx, w)
 		l.settle(r, w, stored, err)
 	}
+}
+
+// dispatch takes the room that has been due longest and a budget token for its write.
+// One worker at a time does both, so tokens go to rooms in the order they became due:
+// with the budget short, the stalest room is written first. r is nil when there is
+// nothing more to do; err, with r set, when ctx ended while r waited for its token.
+func (l *Lane) dispatch(ctx context.Context, limiter *rate.Limiter, draining bool) (r *room, w *write, err error) {
+	l.dispatching.Lock()
+	defer l.dispatching.Unlock()
+	if r, w = l.next(ctx, draining); r == nil {
+		return nil, nil, nil
+	}
+	return r, w, limiter.Wait(ctx)
 }
 
 // next takes the room that has been due longest and starts its write. It waits until a
@@ -252,6 +287,7 @@ func (l *Lane) begin(r *room, now time.Time) *write {
 	}
 	l.seq++
 	r.current = &write{
+		ref:   r.ref,
 		delta: r.delta, newest: r.newest, since: r.since,
 		mark: livev1.CountWrite{Replica: l.cfg.Replica, Sequence: l.seq, Time: metav1.NewTime(now)},
 	}
@@ -261,13 +297,14 @@ func (l *Lane) begin(r *room, now time.Time) *write {
 
 // write stores w. A write made again after a failure carries the same mark, so a store
 // that kept the first attempt leaves the room as it is: no delta counts twice.
-func (l *Lane) write(ctx context.Context, roomID string, w *write) (bool, error) {
+func (l *Lane) write(ctx context.Context, w *write) (bool, error) {
 	if w.delta == 0 {
 		return true, nil // enters and leaves that cancel out: nothing to store
 	}
 	ctx, cancel := context.WithTimeout(ctx, l.cfg.WriteTimeout)
 	defer cancel()
-	_, err := l.store.Mutate(ctx, roomID, livev1.OriginCallback, roomstate.Members(w.delta, w.newest, w.mark))
+	store := l.stores(w.ref.Namespace, w.ref.SDKAppID)
+	_, err := store.Mutate(ctx, w.ref.ID, livev1.OriginCallback, roomstate.Members(w.delta, w.newest, w.mark))
 	return err == nil, err
 }
 
@@ -284,7 +321,7 @@ func (l *Lane) settle(r *room, w *write, stored bool, err error) {
 	} else {
 		l.cfg.Metrics.Failures.Inc()
 		if err != nil {
-			l.cfg.Log.V(1).Info("Count write failed; retrying", "roomId", r.id, "error", err.Error())
+			l.cfg.Log.V(1).Info("Count write failed; retrying", "namespace", r.ref.Namespace, "roomId", r.ref.ID, "error", err.Error())
 		}
 	}
 	if !l.enqueue(r) {
@@ -299,8 +336,8 @@ func (l *Lane) forgetLater(r *room) {
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		idle := r.current == nil && r.since.IsZero() && !r.inflight
-		if l.rooms[r.id] == r && idle && l.cfg.Now().Sub(r.lastWrite) >= l.cfg.Interval {
-			delete(l.rooms, r.id)
+		if key := r.ref.key(); l.rooms[key] == r && idle && l.cfg.Now().Sub(r.lastWrite) >= l.cfg.Interval {
+			delete(l.rooms, key)
 		}
 	})
 }

@@ -73,13 +73,26 @@ func (f *fakeStore) online(roomID string) int64 {
 	return 0
 }
 
+// only is the Stores of a single store, whatever the app.
+func only(store Store) Stores {
+	return func(string, int64) Store { return store }
+}
+
+// in is a room of the test app.
+func in(id string) Room { return Room{Namespace: "rooms", SDKAppID: 1400000000, ID: id} }
+
 func startLane(t *testing.T, cfg Config, store Store) (*Lane, context.CancelFunc, chan struct{}) {
+	t.Helper()
+	return startLaneOn(t, cfg, only(store))
+}
+
+func startLaneOn(t *testing.T, cfg Config, stores Stores) (*Lane, context.CancelFunc, chan struct{}) {
 	t.Helper()
 	if cfg.Replica == "" {
 		cfg.Replica = "replica-a"
 	}
 	cfg.Log = logr.Discard()
-	l := New(cfg, store)
+	l := New(cfg, stores)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = l.Start(ctx); close(done) }()
@@ -101,7 +114,7 @@ func TestBudgetHeldAndCountsConverge(t *testing.T) {
 		id := fmt.Sprintf("room-%d", i%1000)
 		d := int64(rand.IntN(5)) - 2
 		net[id] += d
-		g.Expect(l.Add(id, d, start.UnixMilli()+int64(i))).To(Succeed())
+		g.Expect(l.Add(in(id), d, start.UnixMilli()+int64(i))).To(Succeed())
 	}
 	time.Sleep(time.Second) // the churn's aftermath at full budget; the rate is what is checked
 	elapsed := time.Since(start).Seconds()
@@ -122,7 +135,7 @@ func TestOneWritePerRoomPerInterval(t *testing.T) {
 	start := time.Now()
 	var sent int64
 	for time.Since(start) < time.Second {
-		g.Expect(l.Add("hot", 1, time.Now().UnixMilli())).To(Succeed())
+		g.Expect(l.Add(in("hot"), 1, time.Now().UnixMilli())).To(Succeed())
 		sent++
 		time.Sleep(time.Millisecond)
 	}
@@ -137,7 +150,7 @@ func TestStalestRoomFirst(t *testing.T) {
 	store := newFakeStore()
 	l, _, _ := startLane(t, Config{WritesPerSecond: 20, Interval: time.Millisecond}, store)
 	for i := range 10 {
-		g.Expect(l.Add(fmt.Sprintf("r%d", i), 1, int64(i))).To(Succeed())
+		g.Expect(l.Add(in(fmt.Sprintf("r%d", i)), 1, int64(i))).To(Succeed())
 		time.Sleep(2 * time.Millisecond)
 	}
 	g.Eventually(func() int { store.mu.Lock(); defer store.mu.Unlock(); return len(store.writes) }, 5*time.Second).Should(Equal(10))
@@ -159,7 +172,7 @@ func TestLostAnswersDoNotCountTwice(t *testing.T) {
 	for i := range 3000 {
 		id := fmt.Sprintf("room-%d", i%50)
 		net[id]++
-		g.Expect(l.Add(id, 1, int64(i))).To(Succeed())
+		g.Expect(l.Add(in(id), 1, int64(i))).To(Succeed())
 		if i%100 == 0 {
 			time.Sleep(5 * time.Millisecond)
 		}
@@ -177,8 +190,8 @@ func TestReplicasAddUp(t *testing.T) {
 	a, _, _ := startLane(t, Config{Replica: "a", WritesPerSecond: 500, Interval: 10 * time.Millisecond}, store)
 	b, _, _ := startLane(t, Config{Replica: "b", WritesPerSecond: 500, Interval: 10 * time.Millisecond}, store)
 	for i := range 500 {
-		g.Expect(a.Add("shared", +2, int64(i))).To(Succeed()) // enters at one replica
-		g.Expect(b.Add("shared", -1, int64(i))).To(Succeed()) // leaves at the other
+		g.Expect(a.Add(in("shared"), +2, int64(i))).To(Succeed()) // enters at one replica
+		g.Expect(b.Add(in("shared"), -1, int64(i))).To(Succeed()) // leaves at the other
 	}
 	g.Eventually(func() int64 { return store.online("shared") }, 10*time.Second, 10*time.Millisecond).Should(Equal(int64(500)))
 }
@@ -193,7 +206,7 @@ func TestOutageKeepsDeltas(t *testing.T) {
 	m := NewMetrics(reg)
 	l, _, _ := startLane(t, Config{WritesPerSecond: 100, Interval: 20 * time.Millisecond, Metrics: m}, store)
 	for i := range 30 {
-		g.Expect(l.Add(fmt.Sprintf("r%d", i), 3, int64(i))).To(Succeed())
+		g.Expect(l.Add(in(fmt.Sprintf("r%d", i)), 3, int64(i))).To(Succeed())
 	}
 	g.Eventually(func() float64 { return testutil.ToFloat64(m.Failures) }, 5*time.Second).Should(BeNumerically(">", 0))
 	n, oldest := l.Backlog()
@@ -220,12 +233,34 @@ func TestStopWritesWhatIsLeft(t *testing.T) {
 	store := newFakeStore()
 	l, cancel, done := startLane(t, Config{WritesPerSecond: 1, Interval: time.Hour}, store)
 	for i := range 200 {
-		g.Expect(l.Add(fmt.Sprintf("r%d", i), 1, int64(i))).To(Succeed())
+		g.Expect(l.Add(in(fmt.Sprintf("r%d", i)), 1, int64(i))).To(Succeed())
 	}
 	cancel()
 	<-done
 	for i := range 200 {
 		g.Expect(store.online(fmt.Sprintf("r%d", i))).To(Equal(int64(1)), "room r%d", i)
 	}
-	g.Expect(l.Add("late", 1, 0)).To(MatchError(errStopped))
+	g.Expect(l.Add(in("late"), 1, 0)).To(MatchError(errStopped))
+}
+
+// Rooms of two apps with the same RoomId are counted apart, each written through its
+// own app's store.
+func TestRoomsOfTwoAppsKeptApart(t *testing.T) {
+	g := NewWithT(t)
+	stores := map[string]*fakeStore{"ns-a": newFakeStore(), "ns-b": newFakeStore()}
+	var mu sync.Mutex
+	apps := map[string]int64{}
+	l, _, _ := startLaneOn(t, Config{WritesPerSecond: 1000, Interval: 10 * time.Millisecond}, func(namespace string, sdkAppID int64) Store {
+		mu.Lock()
+		defer mu.Unlock()
+		apps[namespace] = sdkAppID
+		return stores[namespace]
+	})
+	g.Expect(l.Add(Room{Namespace: "ns-a", SDKAppID: 1, ID: "same"}, 2, 1)).To(Succeed())
+	g.Expect(l.Add(Room{Namespace: "ns-b", SDKAppID: 2, ID: "same"}, 5, 1)).To(Succeed())
+	g.Eventually(func() int64 { return stores["ns-b"].online("same") }, 5*time.Second).Should(Equal(int64(5)))
+	g.Eventually(func() int64 { return stores["ns-a"].online("same") }, 5*time.Second).Should(Equal(int64(2)))
+	mu.Lock()
+	defer mu.Unlock()
+	g.Expect(apps).To(Equal(map[string]int64{"ns-a": 1, "ns-b": 2}))
 }

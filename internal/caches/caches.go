@@ -33,14 +33,16 @@ func Controller() cache.Options {
 }
 
 // CallbackServer is the cache of the callback server: whole LiveRooms, which it computes
-// each event's change from, without managed fields and kubectl's copy.
-func CallbackServer() cache.Options {
-	return cache.Options{
+// each event's change from, without managed fields and kubectl's copy; LiveApps, which
+// say which app serves an SDKAppID; and the apps' projection Secrets in the operator's
+// namespace, which hold their callback tokens (see WithProjections).
+func CallbackServer(operatorNamespace string) cache.Options {
+	return WithProjections(cache.Options{
 		DefaultTransform: cache.TransformStripManagedFields(),
 		ByObject: map[client.Object]cache.ByObject{
 			&livev1.LiveRoom{}: {Transform: trimRoom},
 		},
-	}
+	}, operatorNamespace)
 }
 
 // All is the cache of a manager running every role in one process.

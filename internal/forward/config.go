@@ -27,6 +27,9 @@ type Config struct {
 	Timeout time.Duration
 	// FailPolicy is PolicyAllow (default) or PolicyDeny.
 	FailPolicy string
+	// Authorization, if set, is the Authorization header of every request to the backend;
+	// it takes the place of one made from the URL's user info.
+	Authorization string
 	// QueueSize bounds the after-event deliveries held at once, pending retries
 	// included (default 10000).
 	QueueSize int

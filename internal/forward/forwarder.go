@@ -68,6 +68,9 @@ func New(cfg Config) (*Forwarder, error) {
 		pw, _ := u.Password()
 		f.auth = []string{"Basic " + base64.StdEncoding.EncodeToString([]byte(u.Username()+":"+pw))}
 	}
+	if cfg.Authorization != "" {
+		f.auth = []string{cfg.Authorization}
+	}
 	if cfg.HTTPClient != nil {
 		f.client = cfg.HTTPClient
 	} else {

@@ -90,6 +90,10 @@ func ForCallback(cb *tencent.Callback, now time.Time) Mutation {
 			return ongoing(room, t, func() bool { return owner(room, string(cb.CurrentOwnerAccount), t) })
 		case tencent.CommandModifyAdmin:
 			return ongoing(room, t, func() bool { return admins(room, cb.AdminAccounts, cb.AdminOp, t) })
+		case tencent.CommandSetMetadata:
+			return ongoing(room, t, func() bool { return metadata(room, cb.Metadata, nil, t) })
+		case tencent.CommandDelMetadata:
+			return ongoing(room, t, func() bool { return metadata(room, nil, cb.Keys, t) })
 		}
 		return Unchanged
 	}
@@ -463,25 +467,68 @@ func admins(room *livev1.LiveRoom, accounts []tencent.FlexString, op string, t i
 	}
 	room.Status.Admins = set
 	room.Status.EventTimes.Admins = max(room.Status.EventTimes.Admins, t)
-	room.Status.EventTimes.AdminAccounts = withoutOldTombstones(times, set)
+	room.Status.EventTimes.AdminAccounts = withoutOldTombstones(times, func(a string) bool { return slices.Contains(set, a) }, livev1.MaxAdminTombstones)
 	return true
 }
 
-// withoutOldTombstones keeps the times of current admins and of the most recently
-// removed ones, at most MaxAdminTombstones of those.
-func withoutOldTombstones(times map[string]int64, admins []string) map[string]int64 {
+// MaxMetadataTombstones bounds the deleted metadata keys whose deletion time a room
+// remembers: with the MaxMetadataKeys keys it may hold, the CRD's 64 entries of
+// eventTimes.metadataKeys.
+const MaxMetadataTombstones = 64 - tencent.MaxMetadataKeys
+
+// metadata applies a set (entries) or a delete (keys). Each key's newest change wins,
+// whatever order the callbacks arrive in, as for admins: a set older than the key's last
+// delete (or the reverse) changes nothing.
+func metadata(room *livev1.LiveRoom, set []tencent.MetadataEntry, deleted []string, t int64) bool {
+	times := maps.Clone(room.Status.EventTimes.MetadataKeys)
+	if times == nil {
+		times = map[string]int64{}
+	}
+	values := maps.Clone(room.Status.Metadata)
+	if values == nil {
+		values = map[string]string{}
+	}
+	changed := false
+	for _, e := range set {
+		if times[e.Key] >= t {
+			continue
+		}
+		times[e.Key], changed = t, true
+		values[e.Key] = e.Value
+	}
+	for _, k := range deleted {
+		if times[k] >= t {
+			continue
+		}
+		times[k], changed = t, true
+		delete(values, k)
+	}
+	if !changed {
+		return false
+	}
+	if len(values) == 0 {
+		values = nil
+	}
+	room.Status.Metadata = values
+	room.Status.EventTimes.MetadataKeys = withoutOldTombstones(times, func(k string) bool { _, ok := values[k]; return ok }, MaxMetadataTombstones)
+	return true
+}
+
+// withoutOldTombstones keeps the times of current entries and of the most recently
+// removed ones, at most limit of those.
+func withoutOldTombstones(times map[string]int64, current func(string) bool, limit int) map[string]int64 {
 	var removed []string
-	for a := range times {
-		if !slices.Contains(admins, a) {
-			removed = append(removed, a)
+	for k := range times {
+		if !current(k) {
+			removed = append(removed, k)
 		}
 	}
-	if len(removed) <= livev1.MaxAdminTombstones {
+	if len(removed) <= limit {
 		return times
 	}
-	slices.SortFunc(removed, func(x, y string) int { return cmp.Compare(times[x], times[y]) })
-	for _, a := range removed[:len(removed)-livev1.MaxAdminTombstones] {
-		delete(times, a)
+	slices.SortFunc(removed, func(x, y string) int { return cmp.Or(cmp.Compare(times[x], times[y]), cmp.Compare(x, y)) })
+	for _, k := range removed[:len(removed)-limit] {
+		delete(times, k)
 	}
 	return times
 }

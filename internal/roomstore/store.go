@@ -136,6 +136,8 @@ func (s *Store) Mutate(ctx context.Context, roomID, origin string, m roomstate.M
 		cur = whole
 	}
 	taken := map[string]bool{}
+	// fresh says cur was read from the API server rather than the cache.
+	fresh := s.CacheTrimsRooms && cur != nil
 	for attempt := 1; ; attempt++ {
 		room := cur
 		if room == nil {
@@ -150,9 +152,17 @@ func (s *Store) Mutate(ctx context.Context, roomID, origin string, m roomstate.M
 			return Result{Outcome: outcome, Room: room}, nil
 		}
 		// Checked before anything is written, so that the API server cannot refuse the
-		// status after it stored the object.
+		// status after it stored the object. A room read from the cache may be behind
+		// (a change that made room was just stored): only the stored room can say no.
 		if err := validate(room); err != nil {
-			return Result{}, err
+			if fresh || attempt == maxAttempts {
+				return Result{}, err
+			}
+			if cur, err = s.find(ctx, s.APIReader, roomID); err != nil {
+				return Result{}, err
+			}
+			fresh = true
+			continue
 		}
 		stored, err := s.write(ctx, cur, room)
 		if err == nil {
@@ -172,6 +182,7 @@ func (s *Store) Mutate(ctx context.Context, roomID, origin string, m roomstate.M
 		if cur, err = s.find(ctx, s.APIReader, roomID); err != nil {
 			return Result{}, err
 		}
+		fresh = true
 	}
 }
 
@@ -410,6 +421,12 @@ func validate(room *livev1.LiveRoom) error {
 	}
 	if n := len(room.Status.Seats); n > MaxSeats {
 		return fmt.Errorf("%w: room %q would have %d seats, more than %d", ErrUnstorable, room.Spec.RoomID, n, MaxSeats)
+	}
+	if n := len(room.Status.Metadata); n > tencent.MaxMetadataKeys {
+		return fmt.Errorf("%w: room %q would have %d metadata keys, more than %d", ErrUnstorable, room.Spec.RoomID, n, tencent.MaxMetadataKeys)
+	}
+	if n := tencent.MetadataValueBytes(room.Status.Metadata); n > tencent.MaxMetadataTotalBytes {
+		return fmt.Errorf("%w: room %q would have %d bytes of metadata values, more than %d", ErrUnstorable, room.Spec.RoomID, n, tencent.MaxMetadataTotalBytes)
 	}
 	return nil
 }

@@ -54,10 +54,17 @@ func CanonicalCommand(c string) string {
 func IsRoomCommand(c string) bool {
 	switch CanonicalCommand(c) {
 	case CommandCreateRoom, CommandDestroyRoom, CommandUpdateRoomInfo, CommandSeatInfoChanged,
-		CommandChangeOwner, CommandModifyAdmin, CommandMemberStateChanged:
+		CommandChangeOwner, CommandModifyAdmin, CommandMemberStateChanged,
+		CommandSetMetadata, CommandDelMetadata:
 		return true
 	}
 	return false
+}
+
+// IsHandled reports whether the operator acts on the command: the room commands and the
+// app's room quota warning.
+func IsHandled(c string) bool {
+	return IsRoomCommand(c) || CanonicalCommand(c) == CommandCreateRoomReachingThreshold
 }
 
 // Callback is any Live room callback body; each command fills its own fields.
@@ -81,6 +88,15 @@ type Callback struct {
 	AdminAccounts        []FlexString `json:"Admin_Account,omitempty"`
 	// AdminOp is "add" or "delete" (Tencent spells the key opType).
 	AdminOp string `json:"opType,omitempty"`
+
+	// Metadata is what a set-metadata callback set, Keys what a del-metadata one deleted.
+	Metadata []MetadataEntry `json:"Metadata,omitempty"`
+	Keys     []string        `json:"Keys,omitempty"`
+
+	// CurRoomCount and MaxRoomCount are the app's rooms and its quota when Tencent warns
+	// that the app nears the quota.
+	CurRoomCount FlexInt `json:"CurRoomCount,omitempty"`
+	MaxRoomCount FlexInt `json:"MaxRoomCount,omitempty"`
 }
 
 // Room is the RoomId the callback is about.
@@ -108,6 +124,7 @@ const (
 	ReasonNotJSON         = "not_json"
 	ReasonCommandMismatch = "command_mismatch"
 	ReasonInvalidRoom     = "invalid_room"
+	ReasonInvalidQuota    = "invalid_quota"
 )
 
 func decodeErr(reason, format string, args ...any) error {
@@ -133,9 +150,14 @@ func Decode(body []byte, queryCommand string) (*Callback, error) {
 		return nil, decodeErr(ReasonCommandMismatch, "CallbackCommand %q in the body does not match %q in the query", cb.Command, queryCommand)
 	}
 	cb.Command = CanonicalCommand(cb.Command)
-	if IsRoomCommand(cb.Command) {
+	switch {
+	case IsRoomCommand(cb.Command):
 		if err := cb.validate(); err != nil {
 			return nil, &DecodeError{Reason: ReasonInvalidRoom, Err: err}
+		}
+	case cb.Command == CommandCreateRoomReachingThreshold:
+		if err := cb.validateQuota(); err != nil {
+			return nil, &DecodeError{Reason: ReasonInvalidQuota, Err: err}
 		}
 	}
 	return &cb, nil
@@ -183,6 +205,9 @@ func (c *Callback) validate() error {
 	if err := validateSeats(c.SeatList); err != nil {
 		return err
 	}
+	if err := validateMetadata(c.Metadata, c.Keys); err != nil {
+		return err
+	}
 	if c.Command == CommandCreateRoom && c.RoomInfo == nil {
 		return errors.New("RoomInfo is missing")
 	}
@@ -207,6 +232,69 @@ func validateSeats(seats []Seat) error {
 		if err := checkLen(fmt.Sprintf("Member_Account of seat %d", s.Index), string(s.Account), MaxUserIDBytes); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// validateMetadata checks a metadata callback against Tencent's limits on a room's
+// metadata: what one callback sets or deletes must fit in a room by itself.
+func validateMetadata(set []MetadataEntry, deleted []string) error {
+	if len(set) > MaxMetadataKeys {
+		return fmt.Errorf("Metadata has %d keys, more than %d", len(set), MaxMetadataKeys)
+	}
+	if len(deleted) > MaxMetadataKeys {
+		return fmt.Errorf("Keys has %d keys, more than %d", len(deleted), MaxMetadataKeys)
+	}
+	seen := make(map[string]bool, len(set))
+	total := 0
+	for _, e := range set {
+		if err := checkMetadataKey(e.Key); err != nil {
+			return err
+		}
+		if seen[e.Key] {
+			return fmt.Errorf("metadata key %q appears twice", e.Key)
+		}
+		seen[e.Key] = true
+		if err := checkLen(fmt.Sprintf("the value of metadata key %q", e.Key), e.Value, MaxMetadataValueBytes); err != nil {
+			return err
+		}
+		total += len(e.Value)
+	}
+	if total > MaxMetadataTotalBytes {
+		return fmt.Errorf("metadata values are %d bytes in all, more than %d", total, MaxMetadataTotalBytes)
+	}
+	for _, k := range deleted {
+		if err := checkMetadataKey(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func checkMetadataKey(k string) error {
+	if k == "" {
+		return errors.New("a metadata key is empty")
+	}
+	return checkLen("metadata key", k, MaxMetadataKeyBytes)
+}
+
+// MetadataValueBytes is the size of a room's metadata as Tencent limits it: its values'
+// bytes (MaxMetadataTotalBytes).
+func MetadataValueBytes(metadata map[string]string) int {
+	n := 0
+	for _, v := range metadata {
+		n += len(v)
+	}
+	return n
+}
+
+// validateQuota checks a room quota warning: counts that are counts, and a time.
+func (c *Callback) validateQuota() error {
+	if c.CurRoomCount < 0 || c.MaxRoomCount < 0 {
+		return fmt.Errorf("CurRoomCount %d and MaxRoomCount %d must not be negative", c.CurRoomCount, c.MaxRoomCount)
+	}
+	if c.EventTime < 0 || c.EventTime > MaxEventMillis {
+		return fmt.Errorf("EventTime %d is not a millisecond time between 1970 and 9999", c.EventTime)
 	}
 	return nil
 }

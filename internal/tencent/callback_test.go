@@ -16,6 +16,9 @@ const (
 	sampleMembers = `{"CallbackCommand":"Live.CallbackAfterMemberStateChanged","RoomId":"room_id","EventType":"Online","EventCause":"Enter","MemberList":[{"Member_Account":"jared"},{"Member_Account":"tommy"}],"EventTime":1703589922780}`
 	sampleAdmins  = `{"CallbackCommand":"Live.CallbackAfterModifyAdmin","RoomId":"room_id","EventTime":1703589922780,"Operator_Account":"admin","Admin_Account":["user1","user2"],"opType":"add"}`
 	sampleOwner   = `{"CallbackCommand":"Live.CallbackAfterChangeOwner","RoomId":"room_id","EventTime":1703589922780,"Operator_Account":"admin","CurrentOwner_Account":"user2","OriginalOwner_Account":"user1"}`
+	sampleSetMeta = `{"CallbackCommand":"Live.CallbackAfterSetMetadata","Operator_Account":"brennanli","RoomId":"live-room1111","Metadata":[{"Key":"key1","Value":"value1"},{"Key":"key2","Value":"value2"}],"EventTime":1739965885831}`
+	sampleDelMeta = `{"CallbackCommand":"Live.CallbackAfterDelMetadata","Operator_Account":"brennanli","RoomId":"live-room1111","Keys":["key1","key2"],"EventTime":1739966441121}`
+	sampleQuota   = `{"CallbackCommand":"Live.CallbackAfterCreateRoomReachingThreshold","Operator_Account":"brennanli","EventTime":1739966441121,"CurRoomCount":400,"MaxRoomCount":500}`
 )
 
 func TestDecodeDocumentedSamples(t *testing.T) {
@@ -65,6 +68,26 @@ func TestDecodeDocumentedSamples(t *testing.T) {
 	cb, err = Decode([]byte(sampleOwner), CommandChangeOwner)
 	if err != nil || cb.CurrentOwnerAccount != "user2" {
 		t.Errorf("owner decoded wrong: %+v %v", cb, err)
+	}
+}
+
+func TestDecodeMetadataAndQuotaSamples(t *testing.T) {
+	cb, err := Decode([]byte(sampleSetMeta), CommandSetMetadata)
+	if err != nil || cb.Room() != "live-room1111" || len(cb.Metadata) != 2 || cb.Metadata[1] != (MetadataEntry{Key: "key2", Value: "value2"}) || cb.EventTime != 1739965885831 {
+		t.Errorf("set metadata decoded wrong: %+v %v", cb, err)
+	}
+	cb, err = Decode([]byte(sampleDelMeta), CommandDelMetadata)
+	if err != nil || cb.Room() != "live-room1111" || len(cb.Keys) != 2 || cb.Keys[0] != "key1" {
+		t.Errorf("del metadata decoded wrong: %+v %v", cb, err)
+	}
+	cb, err = Decode([]byte(sampleQuota), CommandCreateRoomReachingThreshold)
+	if err != nil || cb.CurRoomCount != 400 || cb.MaxRoomCount != 500 || cb.EventTime != 1739966441121 || IsRoomCommand(cb.Command) || !IsHandled(cb.Command) {
+		t.Errorf("quota warning decoded wrong: %+v %v", cb, err)
+	}
+	// The documentation types the counts as a string and an array; a string is read.
+	cb, err = Decode([]byte(`{"CallbackCommand":"Live.CallbackAfterCreateRoomReachingThreshold","CurRoomCount":"400","MaxRoomCount":500}`), CommandCreateRoomReachingThreshold)
+	if err != nil || cb.CurRoomCount != 400 {
+		t.Errorf("quota warning with a string count: %+v %v", cb, err)
 	}
 }
 
@@ -124,6 +147,9 @@ func FuzzDecode(f *testing.F) {
 		f.Add([]byte(s), CommandCreateRoom)
 		f.Add([]byte(s), CommandDestroyRoom)
 	}
+	f.Add([]byte(sampleSetMeta), CommandSetMetadata)
+	f.Add([]byte(sampleDelMeta), CommandDelMetadata)
+	f.Add([]byte(sampleQuota), CommandCreateRoomReachingThreshold)
 	for _, c := range limitCases {
 		f.Add([]byte(c.body), c.query)
 	}
@@ -162,6 +188,19 @@ func FuzzDecode(f *testing.F) {
 			if cb.EventTime > MaxEventMillis {
 				t.Fatalf("accepted EventTime %d", cb.EventTime)
 			}
+			values := map[string]string{}
+			for _, e := range cb.Metadata {
+				if e.Key == "" || len(e.Key) > MaxMetadataKeyBytes || len(e.Value) > MaxMetadataValueBytes {
+					t.Fatalf("accepted metadata %q of %d bytes", e.Key, len(e.Value))
+				}
+				values[e.Key] = e.Value
+			}
+			if len(values) != len(cb.Metadata) || len(values) > MaxMetadataKeys || MetadataValueBytes(values) > MaxMetadataTotalBytes || len(cb.Keys) > MaxMetadataKeys {
+				t.Fatalf("accepted %d metadata keys of %d bytes, %d keys deleted", len(cb.Metadata), MetadataValueBytes(values), len(cb.Keys))
+			}
+		}
+		if cb.Command == CommandCreateRoomReachingThreshold && (cb.CurRoomCount < 0 || cb.MaxRoomCount < 0) {
+			t.Fatalf("accepted counts %d/%d", cb.CurRoomCount, cb.MaxRoomCount)
 		}
 		if !utf8.Valid(body) {
 			t.Fatalf("accepted a body that is not UTF-8: %q", body)
@@ -201,6 +240,24 @@ func manyKeys(n int, extra string) string {
 	return b.String()
 }
 
+// metadataBody is a set-metadata callback with n keys of the given key and value sizes.
+func metadataBody(n, keyBytes, valueBytes int) string {
+	entries := make([]string, n)
+	for i := range entries {
+		key := fmt.Sprintf("%02d", i) + strings.Repeat("k", max(0, keyBytes-2))
+		entries[i] = fmt.Sprintf(`{"Key":%q,"Value":%q}`, key, strings.Repeat("v", valueBytes))
+	}
+	return `{"CallbackCommand":"Live.CallbackAfterSetMetadata","RoomId":"r","EventTime":1739965885831,"Metadata":[` + strings.Join(entries, ",") + `]}`
+}
+
+func delMetadataBody(keys ...string) string {
+	quoted := make([]string, len(keys))
+	for i, k := range keys {
+		quoted[i] = fmt.Sprintf("%q", k)
+	}
+	return `{"CallbackCommand":"Live.CallbackAfterDelMetadata","RoomId":"r","EventTime":1739965885831,"Keys":[` + strings.Join(quoted, ",") + `]}`
+}
+
 // limitCases are bodies the LiveRoom CRD could not store, with the reason Decode gives.
 var limitCases = []struct {
 	name, body, query, reason string
@@ -216,6 +273,18 @@ var limitCases = []struct {
 	{"event time past year 9999", `{"CallbackCommand":"Live.CallbackAfterDestroyRoom","RoomId":"r","EventTime":253402300800000}`, CommandDestroyRoom, ReasonInvalidRoom},
 	{"create time past year 9999", `{"CallbackCommand":"Live.CallbackAfterCreateRoom","RoomInfo":{"RoomId":"r","CreateTime":253402300800}}`, CommandCreateRoom, ReasonInvalidRoom},
 	{"negative create time", `{"CallbackCommand":"Live.CallbackAfterCreateRoom","RoomInfo":{"RoomId":"r","CreateTime":-1}}`, CommandCreateRoom, ReasonInvalidRoom},
+	{"11 metadata keys", metadataBody(MaxMetadataKeys+1, 4, 4), CommandSetMetadata, ReasonInvalidRoom},
+	{"long metadata key", metadataBody(1, MaxMetadataKeyBytes+1, 4), CommandSetMetadata, ReasonInvalidRoom},
+	{"long metadata value", metadataBody(1, 4, MaxMetadataValueBytes+1), CommandSetMetadata, ReasonInvalidRoom},
+	{"metadata past 16 KB in all", metadataBody(9, 4, MaxMetadataValueBytes), CommandSetMetadata, ReasonInvalidRoom},
+	{"empty metadata key", `{"CallbackCommand":"Live.CallbackAfterSetMetadata","RoomId":"r","Metadata":[{"Key":"","Value":"v"}]}`, CommandSetMetadata, ReasonInvalidRoom},
+	{"repeated metadata key", `{"CallbackCommand":"Live.CallbackAfterSetMetadata","RoomId":"r","Metadata":[{"Key":"k","Value":"1"},{"Key":"k","Value":"2"}]}`, CommandSetMetadata, ReasonInvalidRoom},
+	{"metadata without a room", `{"CallbackCommand":"Live.CallbackAfterSetMetadata","Metadata":[{"Key":"k","Value":"1"}]}`, CommandSetMetadata, ReasonInvalidRoom},
+	{"11 keys deleted", delMetadataBody("a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k"), CommandDelMetadata, ReasonInvalidRoom},
+	{"long key deleted", delMetadataBody(strings.Repeat("k", MaxMetadataKeyBytes+1)), CommandDelMetadata, ReasonInvalidRoom},
+	{"negative room count", `{"CallbackCommand":"Live.CallbackAfterCreateRoomReachingThreshold","CurRoomCount":-1,"MaxRoomCount":500}`, CommandCreateRoomReachingThreshold, ReasonInvalidQuota},
+	{"quota warning past year 9999", `{"CallbackCommand":"Live.CallbackAfterCreateRoomReachingThreshold","CurRoomCount":1,"MaxRoomCount":5,"EventTime":253402300800000}`, CommandCreateRoomReachingThreshold, ReasonInvalidQuota},
+	{"quota as an array", `{"CallbackCommand":"Live.CallbackAfterCreateRoomReachingThreshold","CurRoomCount":1,"MaxRoomCount":[500]}`, CommandCreateRoomReachingThreshold, ReasonNotJSON},
 }
 
 // strictCases are bodies encoding/json would read while silently dropping or changing
@@ -259,6 +328,9 @@ func TestDecodeAcceptsTheLimits(t *testing.T) {
 		{"same key in different objects", `{"CallbackCommand":"Live.CallbackAfterDestroyRoom","RoomId":"r","RoomInfo":{"RoomId":"r","RoomName":"n"},"Statistic":{"TotalViewers":1},"X":{"RoomId":1}}`, CommandDestroyRoom},
 		{"many distinct keys", manyKeys(40, ""), CommandCreateRoom},
 		{"UTF-8 text", `{"CallbackCommand":"Live.CallbackAfterCreateRoom","RoomInfo":{"RoomId":"r","RoomName":"直播间 ✓","Notice":"\u00e9"}}`, CommandCreateRoom},
+		{"10 metadata keys of 50 bytes", metadataBody(MaxMetadataKeys, MaxMetadataKeyBytes, 1000), CommandSetMetadata},
+		{"metadata of 16 KB in all", metadataBody(MaxMetadataTotalBytes/MaxMetadataValueBytes, 4, MaxMetadataValueBytes), CommandSetMetadata},
+		{"10 keys deleted", delMetadataBody("a", "b", "c", "d", "e", "f", "g", "h", "i", strings.Repeat("j", MaxMetadataKeyBytes)), CommandDelMetadata},
 	}
 	for _, c := range accepted {
 		if _, err := Decode([]byte(c.body), c.query); err != nil {

@@ -153,3 +153,9 @@ type Seat struct {
 	IsVideoDisabled FlexBool   `json:"IsVideoDisabled"`
 	IsAudioDisabled FlexBool   `json:"IsAudioDisabled"`
 }
+
+// MetadataEntry is one key of a room's metadata and its value.
+type MetadataEntry struct {
+	Key   string `json:"Key"`
+	Value string `json:"Value"`
+}

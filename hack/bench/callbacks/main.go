@@ -63,6 +63,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	livev1 "github.com/liveroom-io/liveroom-operator/api/v1alpha1"
+	"github.com/liveroom-io/liveroom-operator/internal/apps"
 	"github.com/liveroom-io/liveroom-operator/internal/audience"
 	"github.com/liveroom-io/liveroom-operator/internal/caches"
 	"github.com/liveroom-io/liveroom-operator/internal/naming"
@@ -74,13 +75,18 @@ import (
 )
 
 const (
-	sdkAppID = 1400000000
-	token    = "bench-callback-token"
+	// sdkAppID is the app of the callbacks; sdkAppIDNoEvents the twin app of the
+	// diagnostic mode, whose rooms are in their own namespace.
+	sdkAppID         = 1400000000
+	sdkAppIDNoEvents = 1400000001
+	token            = "bench-callback-token"
 	// Namespaces of the three modes; the manager's cache watches all of them, as main.go's does.
 	nsCallbacks    = "bench-callbacks"
 	nsCreateStatus = "bench-create-status"
 	nsCreateOnly   = "bench-create-only"
 	nsNoEvents     = "bench-callbacks-noevents"
+	// nsOperator holds the apps' projection Secrets and the servers' Leases.
+	nsOperator = "bench-operator"
 )
 
 type mode int
@@ -194,8 +200,14 @@ func run(ctx context.Context, f *flags) error {
 	if err != nil {
 		return err
 	}
-	for _, ns := range []string{nsCallbacks, nsCreateStatus, nsCreateOnly, nsNoEvents} {
+	for _, ns := range []string{nsCallbacks, nsCreateStatus, nsCreateOnly, nsNoEvents, nsOperator} {
 		if err := raw.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+			return err
+		}
+	}
+	// The apps, as a person declares them and the controller projects their token.
+	for ns, id := range map[string]int64{nsCallbacks: sdkAppID, nsNoEvents: sdkAppIDNoEvents} {
+		if err := declareApp(ctx, raw, ns, id); err != nil {
 			return err
 		}
 	}
@@ -205,7 +217,7 @@ func run(ctx context.Context, f *flags) error {
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
-		Cache:                  caches.CallbackServer(),
+		Cache:                  caches.CallbackServer(nsOperator),
 	})
 	if err != nil {
 		return err
@@ -213,26 +225,25 @@ func run(ctx context.Context, f *flags) error {
 	if err := roomstore.IndexRoomID(ctx, mgr.GetFieldIndexer()); err != nil {
 		return err
 	}
-	tokens, err := webhookserver.NewTokens("", token)
-	if err != nil {
-		return err
-	}
-	newServer := func(ns string, recorder events.EventRecorder) (*webhookserver.Server, error) {
-		store := roomstore.New(roomstore.Config{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Namespace: ns,
-			SDKAppID: sdkAppID, FieldOwner: webhookserver.FieldOwner, Recorder: recorder})
-		counts := audience.New(audience.Config{Log: logr.Discard()}, store) // creates only: never written
+	newServer := func(replica string, recorder events.EventRecorder) (*webhookserver.Server, error) {
+		store := roomstore.New(roomstore.Config{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(),
+			FieldOwner: webhookserver.FieldOwner, Recorder: recorder})
+		// Creates only: the count lane is never written to.
+		counts := audience.New(audience.Config{Log: logr.Discard()}, func(ns string, id int64) audience.Store { return store.ForApp(ns, id) })
 		srv := webhookserver.New(webhookserver.Options{
-			BindAddress: "127.0.0.1:0", SDKAppID: sdkAppID, Namespace: ns, Tokens: tokens, Timeout: f.timeout,
+			BindAddress: "127.0.0.1:0", OperatorNamespace: nsOperator, Replica: replica,
+			Apps: mgr.GetCache(), Client: mgr.GetClient(), Timeout: f.timeout,
 		}, store, counts, webhookserver.NewMetrics(prometheus.NewRegistry()), logr.Discard())
 		return srv, mgr.Add(srv)
 	}
 	// The server under test, as main.go wires it (with its Event recorder).
-	srv, err := newServer(nsCallbacks, mgr.GetEventRecorder(webhookserver.FieldOwner))
+	srv, err := newServer("bench-callbacks", mgr.GetEventRecorder(webhookserver.FieldOwner))
 	if err != nil {
 		return err
 	}
-	// The diagnostic twin: same manager, client and cache, no Events.
-	srvNoEv, err := newServer(nsNoEvents, nil)
+	// The diagnostic twin: same manager, client and cache, no Events; the bench sends it
+	// the twin app's callbacks.
+	srvNoEv, err := newServer("bench-callbacks-noevents", nil)
 	if err != nil {
 		return err
 	}
@@ -396,11 +407,11 @@ func (b *bench) runMode(ctx context.Context, m mode, conc, n int) (runResult, er
 				var err error
 				switch m {
 				case modeCallback:
-					if err = b.callback(ctx, b.url, ids[i]); err == nil {
+					if err = b.callback(ctx, b.url, sdkAppID, ids[i]); err == nil {
 						b.eventsOK.Add(1)
 					}
 				case modeNoEvents:
-					err = b.callback(ctx, b.urlNoEv, ids[i])
+					err = b.callback(ctx, b.urlNoEv, sdkAppIDNoEvents, ids[i])
 				case modeCreateStatus:
 					err = b.createStatus(ctx, objs[i])
 				case modeCreateOnly:
@@ -435,10 +446,10 @@ func (b *bench) body(roomID string) string {
 		roomID, roomID, b.createTime)
 }
 
-func (b *bench) callback(ctx context.Context, target, roomID string) error {
+func (b *bench) callback(ctx context.Context, target string, app int64, roomID string) error {
 	rt := strconv.FormatInt(time.Now().Unix(), 10)
 	q := url.Values{}
-	q.Set("SdkAppid", strconv.Itoa(sdkAppID))
+	q.Set("SdkAppid", strconv.FormatInt(app, 10))
 	q.Set("CallbackCommand", tencent.CommandCreateRoom)
 	q.Set("contenttype", "json")
 	q.Set("ClientIP", "127.0.0.1")
@@ -463,6 +474,22 @@ func (b *bench) callback(ctx context.Context, target, roomID string) error {
 		return fmt.Errorf("HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(ans))
 	}
 	return nil
+}
+
+// declareApp creates the LiveApp of sdkAppID in ns and, as the controller does, its
+// projection Secret with the bench's token.
+func declareApp(ctx context.Context, c client.Client, ns string, id int64) error {
+	app := &livev1.LiveApp{ObjectMeta: metav1.ObjectMeta{Name: "bench", Namespace: ns}, Spec: livev1.LiveAppSpec{SDKAppID: id}}
+	if err := c.Create(ctx, app); err != nil {
+		return err
+	}
+	return c.Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: apps.ProjectionName(app.UID), Namespace: nsOperator,
+			Labels: map[string]string{apps.ProjectionAppLabel: string(app.UID)},
+		},
+		Data: map[string][]byte{apps.TokensKey: []byte(token)},
+	})
 }
 
 // roomObject is the LiveRoom the callback server stores for the room's create callback:

@@ -20,7 +20,11 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	livev1 "github.com/liveroom-io/liveroom-operator/api/v1alpha1"
+	"github.com/liveroom-io/liveroom-operator/internal/apps"
 	"github.com/liveroom-io/liveroom-operator/internal/forward"
 	"github.com/liveroom-io/liveroom-operator/internal/roomstore"
 	"github.com/liveroom-io/liveroom-operator/webhookserver"
@@ -77,17 +81,21 @@ func main() {
 // server starts a callback server, forwarding to backend when it is not empty, and
 // returns its callback URL.
 func server(ctx context.Context, backend string) string {
-	tokens, err := webhookserver.NewTokens("", token)
-	must(err)
-	opts := webhookserver.Options{SDKAppID: appID, Namespace: "bench", Tokens: tokens}
-	if backend != "" {
-		f, err := forward.New(forward.Config{URL: backend, Log: logr.Discard(), Workers: 64})
-		must(err)
-		go func() { _ = f.Start(ctx) }()
-		opts.Forwarder = f
-	}
+	opts := webhookserver.Options{Forward: forward.Config{Workers: 64}}
 	// Only callbacks the operator does not store are sent: no room store or count lane.
 	s := webhookserver.New(opts, roomstore.New(roomstore.Config{}), nil, nil, logr.Discard())
+	app := livev1.LiveApp{
+		ObjectMeta: metav1.ObjectMeta{Name: "bench", Namespace: "bench", UID: "bench-app"},
+		Spec:       livev1.LiveAppSpec{SDKAppID: appID},
+	}
+	if backend != "" {
+		app.Spec.Forward = &livev1.LiveAppForward{URL: backend}
+	}
+	projection := corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: apps.ProjectionName(app.UID), Labels: map[string]string{apps.ProjectionAppLabel: string(app.UID)}},
+		Data:       map[string][]byte{apps.TokensKey: []byte(token)},
+	}
+	s.ServeApps(ctx, []livev1.LiveApp{app}, []corev1.Secret{projection})
 	return httptest.NewServer(s.Handler()).URL + "/callback"
 }
 

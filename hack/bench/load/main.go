@@ -1,7 +1,8 @@
 // Command load drives the callback server with an open-loop load like a busy app's:
 // member enter/leave callbacks (the audience churning in many live rooms) arrive at a fixed
 // rate whatever the answers' latency, while a room is created every 250 ms. It starts a
-// real etcd + kube-apiserver (envtest, bin/k8s) and runs bin/manager --role=callback at its
+// real etcd + kube-apiserver (envtest, bin/k8s), declares the app as a LiveApp with its
+// token projected as the controller does, and runs bin/manager --role=callback at its
 // default flags against it, as a separate process, then measures, per rate:
 //
 //   - room creates stored (answered OK and present afterwards), their latency p50/p99, and
@@ -44,6 +45,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	livev1 "github.com/liveroom-io/liveroom-operator/api/v1alpha1"
+	"github.com/liveroom-io/liveroom-operator/internal/apps"
 	"github.com/liveroom-io/liveroom-operator/internal/testenv"
 	"github.com/liveroom-io/liveroom-operator/webhookserver"
 )
@@ -52,6 +54,8 @@ const (
 	sdkAppID = "1400000000"
 	token    = "bench-load-token"
 	roomNS   = "live"
+	// operatorNS holds the app's projection Secret and the manager's Lease.
+	operatorNS = "liveroom-system"
 )
 
 type flags struct {
@@ -82,7 +86,7 @@ func parseFlags() (*flags, error) {
 	flag.IntVar(&f.maxInflight, "max-inflight", 8192, "requests in flight before the generator itself counts as saturated")
 	flag.StringVar(&f.profile, "cpuprofile", "", "write a CPU profile of the manager, taken during one storm, to this file")
 	flag.IntVar(&f.profileRate, "cpuprofile-rate", 0, "the storm to profile (default: the last)")
-	flag.BoolVar(&f.legacy, "legacy-flags", false, "run a manager from before the two roles (no --role, plain-HTTP metrics), to measure it in the same way")
+	flag.BoolVar(&f.legacy, "legacy-flags", false, "run a manager from before the two roles and LiveApps (no --role, the app in flags, plain-HTTP metrics), to measure it in the same way")
 	flag.Parse()
 	for _, p := range strings.Split(*rates, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(p))
@@ -120,7 +124,12 @@ func run(ctx context.Context, f *flags) error {
 	if err != nil {
 		return err
 	}
-	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: roomNS}}); err != nil {
+	for _, ns := range []string{roomNS, operatorNS} {
+		if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+			return err
+		}
+	}
+	if err := declareApp(ctx, k8s); err != nil {
 		return err
 	}
 	work, err := os.MkdirTemp("", "liveroom-load-")
@@ -215,11 +224,12 @@ func startManager(ctx context.Context, env *envtest.Environment, f *flags, work 
 	m := &manager{callbackURL: "http://127.0.0.1:" + ports[0] + "/callback", metricsURL: "http://127.0.0.1:" + ports[1] + "/metrics",
 		pprofURL: "http://127.0.0.1:" + ports[3] + "/debug/pprof/profile",
 		done:     make(chan struct{}), client: &http.Client{Timeout: 5 * time.Second}}
-	args := []string{"--kubeconfig=" + kubeconfig, "--sdk-app-id=" + sdkAppID, "--room-namespace=" + roomNS,
-		"--callback-token-file=" + tokens, "--callback-bind-address=127.0.0.1:" + ports[0],
+	args := []string{"--kubeconfig=" + kubeconfig, "--callback-bind-address=127.0.0.1:" + ports[0],
 		"--metrics-bind-address=127.0.0.1:" + ports[1], "--health-probe-bind-address=127.0.0.1:" + ports[2]}
-	if !f.legacy {
-		args = append(args, "--role=callback", "--metrics-secure=false", "--pprof-bind-address=127.0.0.1:"+ports[3])
+	if f.legacy {
+		args = append(args, "--sdk-app-id="+sdkAppID, "--room-namespace="+roomNS, "--callback-token-file="+tokens)
+	} else {
+		args = append(args, "--role=callback", "--operator-namespace="+operatorNS, "--metrics-secure=false", "--pprof-bind-address=127.0.0.1:"+ports[3])
 	}
 	args = append(args, f.extraArgs...)
 	log, err := os.Create(filepath.Join(work, "manager.log"))
@@ -227,6 +237,7 @@ func startManager(ctx context.Context, env *envtest.Environment, f *flags, work 
 		return nil, err
 	}
 	m.cmd = exec.Command(f.manager, args...)
+	m.cmd.Env = append(os.Environ(), "POD_NAME=bench-load-manager", "POD_NAMESPACE="+operatorNS)
 	m.cmd.Stdout, m.cmd.Stderr = log, log
 	m.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := m.cmd.Start(); err != nil {
@@ -254,6 +265,26 @@ func startManager(ctx context.Context, env *envtest.Environment, f *flags, work 
 			return nil, errors.New("the manager did not get ready in 60s")
 		}
 	}
+}
+
+// declareApp creates the LiveApp of the callbacks, its rooms in roomNS, and, as the
+// controller does, its projection Secret with the token.
+func declareApp(ctx context.Context, c client.Client) error {
+	id, err := strconv.ParseInt(sdkAppID, 10, 64)
+	if err != nil {
+		return err
+	}
+	app := &livev1.LiveApp{ObjectMeta: metav1.ObjectMeta{Name: "load", Namespace: roomNS}, Spec: livev1.LiveAppSpec{SDKAppID: id}}
+	if err := c.Create(ctx, app); err != nil {
+		return err
+	}
+	return c.Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: apps.ProjectionName(app.UID), Namespace: operatorNS,
+			Labels: map[string]string{apps.ProjectionAppLabel: string(app.UID)},
+		},
+		Data: map[string][]byte{apps.TokensKey: []byte(token)},
+	})
 }
 
 func (m *manager) stop() {
