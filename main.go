@@ -42,7 +42,6 @@ import (
 	"github.com/liveroom-io/liveroom-operator/internal/apps"
 	"github.com/liveroom-io/liveroom-operator/internal/audience"
 	"github.com/liveroom-io/liveroom-operator/internal/caches"
-	"github.com/liveroom-io/liveroom-operator/internal/forward"
 	"github.com/liveroom-io/liveroom-operator/internal/lanes"
 	"github.com/liveroom-io/liveroom-operator/internal/resync"
 	"github.com/liveroom-io/liveroom-operator/internal/roomstore"
@@ -69,11 +68,11 @@ func (r role) servesCallbacks() bool { return r == roleCallback || r == roleAll 
 func (r role) cache(operatorNamespace string) (opts cache.Options, trimsRooms bool) {
 	switch r {
 	case roleCallback:
-		return caches.CallbackServer(), false
+		return caches.CallbackServer(operatorNamespace), false
 	case roleController:
 		return caches.WithReplicaLeases(caches.Controller(), operatorNamespace), true
 	}
-	return caches.WithReplicaLeases(caches.All(), operatorNamespace), false
+	return caches.WithProjections(caches.WithReplicaLeases(caches.All(), operatorNamespace), operatorNamespace), false
 }
 func (r role) reconciles() bool { return r == roleController || r == roleAll }
 
@@ -93,27 +92,16 @@ func (r role) other() role {
 // and a secret must not reach a process that has no use for it.
 var roleFlags = map[role][]string{
 	roleCallback: {
-		"callback-bind-address", "callback-token-file", "callback-allow-unsigned", "callback-max-skew",
-		"callback-max-connections", "callback-timeout", "forward-url", "forward-timeout", "forward-fail-policy",
+		"callback-bind-address", "callback-max-connections", "callback-timeout",
 		"lifecycle-api-qps", "lifecycle-api-burst", "lifecycle-concurrency", "count-writes-per-second", "count-write-interval",
 	},
 	roleController: {"leader-elect", "leader-election-namespace"},
 }
 
-// roleSecretEnv is the environment variable that carries each role's secret.
-var roleSecretEnv = map[role]string{
-	roleCallback: "LIVEROOM_CALLBACK_TOKENS",
-}
-
 // options are the manager's flags.
 type options struct {
 	role                role
-	sdkAppID            int64
-	roomNamespace       string
 	callbackBindAddress string
-	callbackTokenFile   string
-	allowUnsigned       bool
-	callbackMaxSkew     time.Duration
 	callbackMaxConns    int
 	callbackTimeout     time.Duration
 	metricsBindAddress  string
@@ -128,9 +116,6 @@ type options struct {
 	leaderElect         bool
 	leaderElectionNS    string
 	kubeconfig          string
-	forwardURL          string
-	forwardTimeout      time.Duration
-	forwardFailPolicy   string
 	kubeAPIQPS          float64
 	kubeAPIBurst        int
 	lifecycleQPS        float64
@@ -145,12 +130,7 @@ func parseFlags(args []string) (*options, error) {
 	o := &options{zap: zap.Options{Development: false}}
 	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
 	fs.StringVar((*string)(&o.role), "role", string(roleAll), "What this process runs: callback (the callback server, in every replica), controller (the reconcilers and the resync, leader-elected) or all (both: for local development).")
-	fs.Int64Var(&o.sdkAppID, "sdk-app-id", 0, "The Tencent SDKAppID whose callbacks are accepted (required).")
-	fs.StringVar(&o.roomNamespace, "room-namespace", "", "Namespace of the LiveRooms that callbacks create (default: the pod's namespace, else \"default\").")
 	fs.StringVar(&o.callbackBindAddress, "callback-bind-address", ":8082", "Address of the callback server (POST /callback).")
-	fs.StringVar(&o.callbackTokenFile, "callback-token-file", "", "File of callback tokens, one per line; re-read when it changes, keeping the previous tokens if it holds none. LIVEROOM_CALLBACK_TOKENS adds tokens. Required unless --callback-allow-unsigned.")
-	fs.BoolVar(&o.allowUnsigned, "callback-allow-unsigned", false, "Accept unsigned callbacks when no callback token is configured (anyone who can reach the callback endpoint can then write rooms).")
-	fs.DurationVar(&o.callbackMaxSkew, "callback-max-skew", time.Minute, "Accepted distance between a callback's RequestTime and now, at most 1h.")
 	fs.IntVar(&o.callbackMaxConns, "callback-max-connections", webhookserver.DefaultMaxConnections, "Connections the callback server serves at once; more wait to be accepted.")
 	fs.DurationVar(&o.callbackTimeout, "callback-timeout", 1500*time.Millisecond, "Time to store a callback before answering 503 (Tencent waits 2s).")
 	fs.StringVar(&o.metricsBindAddress, "metrics-bind-address", ":8443", "Address of the Prometheus metrics endpoint; \"0\" disables it.")
@@ -164,9 +144,6 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.pprofBindAddress, "pprof-bind-address", "0", "Address of Go's /debug/pprof profiles, for diagnosis (\"0\": off; never expose it beyond the pod).")
 	fs.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader among replicas for the reconcilers; the callback server runs in all.")
 	fs.StringVar(&o.leaderElectionNS, "leader-election-namespace", "", "Namespace of the leader election Lease (default: the pod's namespace).")
-	fs.StringVar(&o.forwardURL, "forward-url", "", "The app backend's callback URL: every accepted callback is delivered there too (blocking ones synchronously, with the backend's answer returned to Tencent).")
-	fs.DurationVar(&o.forwardTimeout, "forward-timeout", 1500*time.Millisecond, "Deadline of one delivery to --forward-url.")
-	fs.StringVar(&o.forwardFailPolicy, "forward-fail-policy", "allow", "Answer to a blocking callback when the backend fails or is late: allow (ErrorCode 0) or deny (ErrorCode 1).")
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "Path to a kubeconfig; in-cluster configuration or $KUBECONFIG otherwise.")
 	fs.Float64Var(&o.kubeAPIQPS, "kube-api-qps", 100, "Queries per second to the Kubernetes API server from the reconcilers and the resync (the callback server's lanes have their own).")
 	fs.Float64Var(&o.lifecycleQPS, "lifecycle-api-qps", 100, "Queries per second of the lifecycle lane: room creates, ends, settings, seats, owners and admins from callbacks, stored before they are answered.")
@@ -179,12 +156,6 @@ func parseFlags(args []string) (*options, error) {
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
-	if o.sdkAppID <= 0 {
-		return nil, errors.New("--sdk-app-id is required")
-	}
-	if o.roomNamespace == "" {
-		o.roomNamespace = podNamespace()
-	}
 	if o.operatorNamespace == "" {
 		o.operatorNamespace = podNamespace()
 	}
@@ -193,9 +164,6 @@ func parseFlags(args []string) (*options, error) {
 	}
 	if !o.metricsSecure && o.metricsCertPath != "" {
 		return nil, errors.New("--metrics-cert-path needs --metrics-secure")
-	}
-	if o.callbackMaxSkew <= 0 || o.callbackMaxSkew > webhookserver.MaxSkewLimit {
-		return nil, fmt.Errorf("--callback-max-skew must be positive and at most %s (Tencent's window is 1m)", webhookserver.MaxSkewLimit)
 	}
 	if o.lifecycleQPS <= 0 || o.lifecycleBurst <= 0 || o.lifecycleConcurrent <= 0 || o.countBudget <= 0 || o.countInterval <= 0 {
 		return nil, errors.New("--lifecycle-api-qps, --lifecycle-api-burst, --lifecycle-concurrency, --count-writes-per-second and --count-write-interval must be positive")
@@ -222,9 +190,6 @@ func checkRole(fs *flag.FlagSet, r role) error {
 			errs = append(errs, fmt.Errorf("--%s configures --role=%s or all, not --role=%s", f.Name, other, r))
 		}
 	})
-	if env := roleSecretEnv[other]; os.Getenv(env) != "" {
-		errs = append(errs, fmt.Errorf("%s is set, but --role=%s has no use for it: keep it out of this process", env, r))
-	}
 	return errors.Join(errs...)
 }
 
@@ -277,16 +242,6 @@ func run(ctx context.Context, args []string) error {
 	log := zap.New(zap.UseFlagOptions(&o.zap))
 	ctrl.SetLogger(log)
 	setupLog := log.WithName("setup")
-	// Checked before anything starts: a callback server must not come up without its tokens.
-	var tokens *webhookserver.Tokens
-	if o.role.servesCallbacks() {
-		if tokens, err = callbackTokens(o); err != nil {
-			return err
-		}
-		if !tokens.Enabled() {
-			setupLog.Info("WARNING: --callback-allow-unsigned and no callback token: unsigned callbacks are accepted. Set --callback-token-file or LIVEROOM_CALLBACK_TOKENS and enable the token in Tencent (set_callback_token)")
-		}
-	}
 
 	cfg, err := restConfig(o)
 	if err != nil {
@@ -335,15 +290,14 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 
-	// Callbacks and the resync write rooms through one store: the same field manager, and
-	// in one process the same per-room locks.
+	// Callbacks and the resync write rooms through one store (one per app, see ForApp):
+	// the same field manager, and in one process the same per-room locks.
 	store := roomstore.New(roomstore.Config{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), CacheTrimsRooms: trimsRooms,
-		Namespace: o.roomNamespace, SDKAppID: o.sdkAppID,
 		FieldOwner: webhookserver.FieldOwner, Recorder: mgr.GetEventRecorder(webhookserver.FieldOwner),
 	})
 	if o.role.servesCallbacks() {
-		if err := addCallbackServer(mgr, o, tokens, store, log); err != nil {
+		if err := addCallbackServer(mgr, o, store, log); err != nil {
 			return err
 		}
 	}
@@ -356,7 +310,7 @@ func run(ctx context.Context, args []string) error {
 		}
 	}
 
-	setupLog.Info("Starting manager", "role", o.role, "sdkAppId", o.sdkAppID, "roomNamespace", o.roomNamespace, "leaderElection", o.leaderElect)
+	setupLog.Info("Starting manager", "role", o.role, "operatorNamespace", o.operatorNamespace, "leaderElection", o.leaderElect)
 	return mgr.Start(ctx)
 }
 
@@ -385,34 +339,9 @@ func metricsOptions(o *options) (metricsserver.Options, *certwatcher.CertWatcher
 	return opts, certs, nil
 }
 
-// addCallbackServer adds the callback server and its fan-out to the app's backend; both
-// run in every replica.
-func addCallbackServer(mgr manager.Manager, o *options, tokens *webhookserver.Tokens, store *roomstore.Store, log logr.Logger) error {
-	var forwarder webhookserver.Forwarder
-	if o.forwardURL != "" {
-		f, err := forward.New(forward.Config{
-			URL: o.forwardURL, Timeout: o.forwardTimeout, FailPolicy: o.forwardFailPolicy,
-			Log: log.WithName("forward"), Registerer: metrics.Registry,
-		})
-		if err != nil {
-			return err
-		}
-		if err := mgr.Add(f); err != nil {
-			return err
-		}
-		forwarder = f
-	}
-	callbackOpts := webhookserver.Options{
-		BindAddress:    o.callbackBindAddress,
-		SDKAppID:       o.sdkAppID,
-		Namespace:      o.roomNamespace,
-		Tokens:         tokens,
-		AllowUnsigned:  o.allowUnsigned,
-		MaxSkew:        o.callbackMaxSkew,
-		MaxConnections: o.callbackMaxConns,
-		Timeout:        o.callbackTimeout,
-		Forwarder:      forwarder,
-	}
+// addCallbackServer adds the callback server, which serves every LiveApp in every
+// replica, and its count lane.
+func addCallbackServer(mgr manager.Manager, o *options, store *roomstore.Store, log logr.Logger) error {
 	// Room lifecycle callbacks and audience counts each get a client of their own, so no
 	// amount of member churn (or reconciler traffic) queues a room's creation behind it.
 	lifecycle, err := laneClient(mgr, lanes.Lifecycle, float32(o.lifecycleQPS), o.lifecycleBurst)
@@ -424,16 +353,24 @@ func addCallbackServer(mgr manager.Manager, o *options, tokens *webhookserver.To
 	if err != nil {
 		return err
 	}
-	lifecycleStore := store.Through(lifecycle, nil)
+	countStore := store.Through(counts, nil)
 	countLane := audience.New(audience.Config{
 		WritesPerSecond: o.countBudget, Interval: o.countInterval, Replica: replicaName(),
 		Metrics: audience.NewMetrics(metrics.Registry), Log: log.WithName("counts"),
-	}, store.Through(counts, nil))
+	}, func(namespace string, sdkAppID int64) audience.Store { return countStore.ForApp(namespace, sdkAppID) })
 	if err := mgr.Add(countLane); err != nil {
 		return err
 	}
-	callbackOpts.LifecycleConcurrency = o.lifecycleConcurrent
-	srv := webhookserver.New(callbackOpts, lifecycleStore, countLane, webhookserver.NewMetrics(metrics.Registry), log.WithName("callback"))
+	srv := webhookserver.New(webhookserver.Options{
+		BindAddress:          o.callbackBindAddress,
+		OperatorNamespace:    o.operatorNamespace,
+		Replica:              replicaName(),
+		Apps:                 mgr.GetCache(),
+		Client:               mgr.GetClient(),
+		MaxConnections:       o.callbackMaxConns,
+		Timeout:              o.callbackTimeout,
+		LifecycleConcurrency: o.lifecycleConcurrent,
+	}, store.Through(lifecycle, nil), countLane, webhookserver.NewMetrics(metrics.Registry), log.WithName("callback"))
 	if err := mgr.Add(srv); err != nil {
 		return err
 	}
@@ -486,19 +423,6 @@ func addControllers(mgr manager.Manager, o *options, newStore func(namespace str
 		return fmt.Errorf("setting up the RecordingPolicy controller: %w", err)
 	}
 	return nil
-}
-
-// callbackTokens loads the callback tokens: a configured source must hold one, and
-// without any the manager only starts when unsigned callbacks are allowed explicitly.
-func callbackTokens(o *options) (*webhookserver.Tokens, error) {
-	tokens, err := webhookserver.NewTokens(o.callbackTokenFile, os.Getenv("LIVEROOM_CALLBACK_TOKENS"))
-	if err != nil {
-		return nil, err
-	}
-	if !tokens.Enabled() && !o.allowUnsigned {
-		return nil, errors.New("no callback token configured: set --callback-token-file or LIVEROOM_CALLBACK_TOKENS to the token set in Tencent, or pass --callback-allow-unsigned to accept unsigned callbacks")
-	}
-	return tokens, nil
 }
 
 func main() {

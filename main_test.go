@@ -30,6 +30,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	livev1 "github.com/liveroom-io/liveroom-operator/api/v1alpha1"
+	"github.com/liveroom-io/liveroom-operator/internal/apps"
 	"github.com/liveroom-io/liveroom-operator/internal/testenv"
 	"github.com/liveroom-io/liveroom-operator/webhookserver"
 )
@@ -57,72 +58,26 @@ func freePort(t *testing.T) string {
 }
 
 func TestParseFlags(t *testing.T) {
-	if _, err := parseFlags(nil); err == nil {
-		t.Error("--sdk-app-id must be required")
-	}
 	t.Setenv("POD_NAMESPACE", "liveroom-system")
-	o, err := parseFlags([]string{"--sdk-app-id=1400000000", "--callback-max-skew=30s"})
+	o, err := parseFlags(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.roomNamespace != "liveroom-system" || o.callbackMaxSkew != 30*time.Second || o.callbackBindAddress != ":8082" {
+	if o.operatorNamespace != "liveroom-system" || o.callbackBindAddress != ":8082" || o.callbackTimeout != 1500*time.Millisecond {
 		t.Errorf("flags: %+v", o)
 	}
-	if o.role != roleAll || o.metricsBindAddress != ":8443" || !o.metricsSecure || o.enableHTTP2 {
-		t.Errorf("role and metrics defaults: role %q, metrics %q secure %v http2 %v", o.role, o.metricsBindAddress, o.metricsSecure, o.enableHTTP2)
+	if o.role != roleAll || o.metricsBindAddress != ":8443" || !o.metricsSecure || o.enableHTTP2 || o.pprofBindAddress != "0" {
+		t.Errorf("role, metrics and pprof defaults: role %q, metrics %q secure %v http2 %v pprof %q", o.role, o.metricsBindAddress, o.metricsSecure, o.enableHTTP2, o.pprofBindAddress)
 	}
-	if o.allowUnsigned || o.callbackMaxConns != webhookserver.DefaultMaxConnections {
-		t.Errorf("unsigned callbacks and the connection limit must default to off and %d: %+v", webhookserver.DefaultMaxConnections, o)
+	if o.callbackMaxConns != webhookserver.DefaultMaxConnections || o.countBudget != 20 || o.countInterval != time.Second ||
+		o.lifecycleConcurrent != webhookserver.DefaultLifecycleConcurrency {
+		t.Errorf("callback server defaults: %+v", o)
 	}
-	if o, err := parseFlags([]string{"--sdk-app-id=1400000000", "--callback-max-skew=1h"}); err != nil || o.callbackMaxSkew != time.Hour {
-		t.Errorf("a skew of 1h: %v", err)
-	}
-	for _, bad := range []string{"--callback-max-skew=-1s", "--callback-max-skew=0", "--callback-max-skew=61m", "--callback-max-skew=2562047h",
-		"--callback-max-connections=0", "--callback-max-connections=-5"} {
-		if _, err := parseFlags([]string{"--sdk-app-id=1400000000", bad}); err == nil {
+	for _, bad := range []string{"--callback-max-connections=0", "--callback-max-connections=-5", "--count-writes-per-second=0",
+		"--count-write-interval=-1s", "--lifecycle-concurrency=0", "--lifecycle-api-qps=0"} {
+		if _, err := parseFlags([]string{bad}); err == nil {
 			t.Errorf("%s accepted", bad)
 		}
-	}
-}
-
-// TestRefusesToStartWithoutCallbackToken: a configured token source must hold a real
-// token, and without any source only --callback-allow-unsigned lets the manager start.
-func TestRefusesToStartWithoutCallbackToken(t *testing.T) {
-	dir := t.TempDir()
-	file := func(name, content string) string {
-		path := filepath.Join(dir, name)
-		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return "--callback-token-file=" + path
-	}
-	cases := []struct {
-		name string
-		args []string
-		env  string
-		want string
-	}{
-		{"no token", nil, "", "--callback-allow-unsigned"},
-		{"empty file", []string{file("empty", "")}, "", "holds no token"},
-		{"comment-only file", []string{file("comments", "# put the token here\n\n")}, "", "holds no token"},
-		{"missing file", []string{"--callback-token-file=" + filepath.Join(dir, "missing")}, "", "reading callback tokens"},
-		{"placeholder file", []string{file("placeholder", "liveroom-demo-token-change-me\n")}, "", "placeholder"},
-		{"comment-only environment", nil, "# none\n", "LIVEROOM_CALLBACK_TOKENS holds no token"},
-		{"placeholder environment", nil, "liveroom-demo-token-change-me", "placeholder"},
-		{"empty file despite --callback-allow-unsigned", []string{file("empty", ""), "--callback-allow-unsigned"}, "", "holds no token"},
-		// Past the token check, run fails on the missing kubeconfig.
-		{"unsigned allowed", []string{"--callback-allow-unsigned"}, "", "loading kubeconfig"},
-		{"signed", []string{file("good", "a-real-token\n")}, "", "loading kubeconfig"},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			t.Setenv("LIVEROOM_CALLBACK_TOKENS", c.env)
-			args := append([]string{"--sdk-app-id=1400000000", "--kubeconfig=" + filepath.Join(dir, "no-kubeconfig")}, c.args...)
-			err := run(context.Background(), args)
-			if err == nil || !strings.Contains(err.Error(), c.want) {
-				t.Fatalf("run: %v, want an error with %q", err, c.want)
-			}
-		})
 	}
 }
 
@@ -133,26 +88,19 @@ func TestRolesRefuseTheOtherRolesSettings(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		args    []string
-		env     map[string]string
 		wantErr string
 	}{
 		{name: "unknown role", args: []string{"--role=webhook"}, wantErr: `--role must be callback, controller or all, not "webhook"`},
 		{name: "callback role with leader election", args: []string{"--role=callback", "--leader-elect"}, wantErr: "--leader-elect configures --role=controller"},
-		{name: "controller role with the callback tokens", args: []string{"--role=controller", "--callback-token-file=/tokens"}, wantErr: "--callback-token-file configures --role=callback"},
-		{name: "controller role with tokens in its environment", args: []string{"--role=controller"}, env: map[string]string{"LIVEROOM_CALLBACK_TOKENS": "token"}, wantErr: "LIVEROOM_CALLBACK_TOKENS is set, but --role=controller has no use for it"},
-		{name: "controller role with the fan-out", args: []string{"--role=controller", "--forward-url=http://backend"}, wantErr: "--forward-url configures --role=callback"},
+		{name: "controller role with the callback server's address", args: []string{"--role=controller", "--callback-bind-address=:9000"}, wantErr: "--callback-bind-address configures --role=callback"},
+		{name: "controller role with the count budget", args: []string{"--role=controller", "--count-writes-per-second=50"}, wantErr: "--count-writes-per-second configures --role=callback"},
 		{name: "plain metrics with a certificate", args: []string{"--metrics-secure=false", "--metrics-cert-path=/certs"}, wantErr: "--metrics-cert-path needs --metrics-secure"},
-		{name: "callback role", args: []string{"--role=callback", "--callback-token-file=/tokens", "--forward-url=http://backend", "--metrics-cert-path=/certs"}},
+		{name: "callback role", args: []string{"--role=callback", "--callback-timeout=1s", "--lifecycle-concurrency=8", "--metrics-cert-path=/certs"}},
 		{name: "controller role", args: []string{"--role=controller", "--leader-elect"}},
-		{name: "all", args: []string{"--leader-elect", "--callback-token-file=/tokens"}, env: map[string]string{"LIVEROOM_CALLBACK_TOKENS": "token"}},
+		{name: "all", args: []string{"--leader-elect", "--count-writes-per-second=5"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			t.Setenv("LIVEROOM_TENCENT_SECRET_KEY", "")
-			t.Setenv("LIVEROOM_CALLBACK_TOKENS", "")
-			for k, v := range tc.env {
-				t.Setenv(k, v)
-			}
-			_, err := parseFlags(append([]string{"--sdk-app-id=1400000000"}, tc.args...))
+			_, err := parseFlags(tc.args)
 			switch {
 			case tc.wantErr == "" && err != nil:
 				t.Fatalf("unexpected error: %v", err)
@@ -167,7 +115,6 @@ func TestRolesRefuseTheOtherRolesSettings(t *testing.T) {
 // gives the binary, with the environment it declares and config/default's values: each
 // runs its role, and neither is given a flag or secret of the other.
 func TestDeploymentsStartTheirRole(t *testing.T) {
-	config := defaultConfig(t)
 	for file, want := range map[string]role{"callback_server.yaml": roleCallback, "controller_manager.yaml": roleController} {
 		t.Run(file, func(t *testing.T) {
 			b, err := os.ReadFile(filepath.Join("config", "manager", file))
@@ -178,23 +125,13 @@ func TestDeploymentsStartTheirRole(t *testing.T) {
 			if err := yaml.UnmarshalStrict(b, &deploy); err != nil {
 				t.Fatal(err)
 			}
-			t.Setenv("LIVEROOM_TENCENT_SECRET_KEY", "")
-			t.Setenv("LIVEROOM_CALLBACK_TOKENS", "")
 			c := deploy.Spec.Template.Spec.Containers[0]
 			vars := map[string]string{}
 			for _, env := range c.Env {
-				switch from := env.ValueFrom; {
-				case from == nil:
-					vars[env.Name] = env.Value
-				case from.ConfigMapKeyRef != nil:
-					value, ok := config[from.ConfigMapKeyRef.Key]
-					if !ok {
-						t.Fatalf("%s: config/default's ConfigMap has no key %s", env.Name, from.ConfigMapKeyRef.Key)
-					}
-					vars[env.Name] = value
-				default:
-					vars[env.Name] = "from-" + env.Name
+				if env.ValueFrom != nil && env.ValueFrom.FieldRef == nil {
+					t.Errorf("%s comes from %+v: the Deployments take no Secret or ConfigMap, apps are LiveApps", env.Name, env.ValueFrom)
 				}
+				vars[env.Name] = "from-" + env.Name
 				t.Setenv(env.Name, vars[env.Name])
 			}
 			args := make([]string, len(c.Args))
@@ -208,34 +145,11 @@ func TestDeploymentsStartTheirRole(t *testing.T) {
 			if o.role != want || o.metricsBindAddress != ":8443" || !o.metricsSecure {
 				t.Errorf("role %q, metrics %q secure %v", o.role, o.metricsBindAddress, o.metricsSecure)
 			}
+			if len(deploy.Spec.Template.Spec.Volumes) > 0 {
+				t.Errorf("volumes %v: nothing is mounted, apps' secrets are read from the API server", deploy.Spec.Template.Spec.Volumes)
+			}
 		})
 	}
-}
-
-// defaultConfig is the ConfigMap that config/default generates, key by key.
-func defaultConfig(t *testing.T) map[string]string {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("config", "default", "kustomization.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var k struct {
-		ConfigMapGenerator []struct {
-			Name     string   `json:"name"`
-			Literals []string `json:"literals"`
-		} `json:"configMapGenerator"`
-	}
-	if err := yaml.Unmarshal(b, &k); err != nil {
-		t.Fatal(err)
-	}
-	config := map[string]string{}
-	for _, gen := range k.ConfigMapGenerator {
-		for _, literal := range gen.Literals {
-			key, value, _ := strings.Cut(literal, "=")
-			config[key] = value
-		}
-	}
-	return config
 }
 
 // expandVars replaces $(NAME) as the kubelet does in a container's arguments.
@@ -302,15 +216,32 @@ func waitReady(g Gomega, probe string) {
 	}, 30*time.Second, 100*time.Millisecond).Should(Equal(http.StatusOK))
 }
 
-func sendCreate(g Gomega, callbackAddr, roomID string) {
+// sendCreate sends a room create of app sdkAppID signed with token, and returns the status.
+func sendCreate(callbackAddr string, sdkAppID int64, token, roomID string) (int, error) {
 	rt := strconv.FormatInt(time.Now().Unix(), 10)
-	url := fmt.Sprintf("http://%s/callback?SdkAppid=1400000000&CallbackCommand=Live.CallbackAfterCreateRoom&contenttype=json&Sign=%s&RequestTime=%s",
-		callbackAddr, webhookserver.Sign("demo-token", rt), rt)
+	url := fmt.Sprintf("http://%s/callback?SdkAppid=%d&CallbackCommand=Live.CallbackAfterCreateRoom&contenttype=json&Sign=%s&RequestTime=%s",
+		callbackAddr, sdkAppID, webhookserver.Sign(token, rt), rt)
 	body := fmt.Sprintf(`{"CallbackCommand":"Live.CallbackAfterCreateRoom","RoomInfo":{"RoomId":%q,"Owner_Account":"user3","CreateTime":%d}}`, roomID, time.Now().Unix())
 	resp, err := http.Post(url, "application/json", bytes.NewBufferString(body))
-	g.Expect(err).NotTo(HaveOccurred())
+	if err != nil {
+		return 0, err
+	}
 	resp.Body.Close()
-	g.Expect(resp.StatusCode).To(Equal(http.StatusOK))
+	return resp.StatusCode, nil
+}
+
+// liveApp declares a callback-only app in ns whose callbacks are signed with token.
+func liveApp(g Gomega, k8s client.Client, ns string, sdkAppID int64, token string) *livev1.LiveApp {
+	ctx := context.Background()
+	g.Expect(k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "callback-tokens"},
+		StringData: map[string]string{"tokens": token + "\n"}})).To(Succeed())
+	app := &livev1.LiveApp{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "app"},
+		Spec: livev1.LiveAppSpec{SDKAppID: sdkAppID, Callback: livev1.LiveAppCallback{
+			TokensSecretRef: &livev1.SecretKeyRef{Name: "callback-tokens", Key: "tokens"}}},
+	}
+	g.Expect(k8s.Create(ctx, app)).To(Succeed())
+	return app
 }
 
 // reconciled reports whether the LiveRoom reconciler has set the room's Ready condition.
@@ -325,9 +256,9 @@ func reconciled(ctx context.Context, k8s client.Client, ns, name string) func() 
 }
 
 // TestManagerRoles runs the binary's main() against a real API server: --role=all serves
-// callbacks and reconciles in one process; --role=callback serves callbacks but never
-// reconciles, and --role=controller reconciles the rooms the callback process stored.
-// Metrics answer only to a token authorized for GET /metrics.
+// a LiveApp's callbacks and reconciles in one process; --role=callback serves callbacks
+// but never reconciles, and --role=controller reconciles the rooms the callback process
+// stored. Metrics answer only to a token authorized for GET /metrics.
 func TestManagerRoles(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
@@ -342,25 +273,24 @@ func TestManagerRoles(t *testing.T) {
 	dir := t.TempDir()
 	kubeconfigPath := filepath.Join(dir, "kubeconfig")
 	g.Expect(os.WriteFile(kubeconfigPath, kubeconfig, 0o600)).To(Succeed())
-	tokenPath := filepath.Join(dir, "tokens")
-	g.Expect(os.WriteFile(tokenPath, []byte("demo-token\n"), 0o600)).To(Succeed())
 
 	k8s, err := client.New(cfg, client.Options{Scheme: newScheme()})
 	g.Expect(err).NotTo(HaveOccurred())
-	for _, ns := range []string{"live", "split"} {
+	for _, ns := range []string{"operator", "live", "split"} {
 		g.Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
 	}
-	common := []string{"--kubeconfig=" + kubeconfigPath, "--sdk-app-id=1400000000"}
+	common := []string{"--kubeconfig=" + kubeconfigPath, "--operator-namespace=operator"}
 
 	t.Run("all", func(t *testing.T) {
 		g := NewWithT(t)
+		liveApp(g, k8s, "live", 1400000000, "live-token")
 		probe, callbackAddr := freePort(t), freePort(t)
-		m := startManager(t, append(common, "--room-namespace=live",
-			"--metrics-bind-address=0", "--health-probe-bind-address="+probe,
-			"--callback-bind-address="+callbackAddr, "--callback-token-file="+tokenPath,
-			"--leader-elect", "--leader-election-namespace=live")...)
+		m := startManager(t, append(common, "--metrics-bind-address=0", "--health-probe-bind-address="+probe,
+			"--callback-bind-address="+callbackAddr, "--leader-elect", "--leader-election-namespace=operator")...)
 		waitReady(g, probe)
-		sendCreate(g, callbackAddr, "tandy-test-rest")
+		// The controller hands the app's token to the callback server, which then accepts it.
+		g.Eventually(func() (int, error) { return sendCreate(callbackAddr, 1400000000, "live-token", "tandy-test-rest") }, 30*time.Second).
+			Should(Equal(http.StatusOK))
 		var room livev1.LiveRoom
 		g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: "live", Name: "tandy-test-rest"}, &room)).To(Succeed())
 		g.Expect(room.Spec.Owner).To(Equal("user3"))
@@ -370,19 +300,28 @@ func TestManagerRoles(t *testing.T) {
 
 	t.Run("callback and controller", func(t *testing.T) {
 		g := NewWithT(t)
+		app := liveApp(g, k8s, "split", 1400000001, "split-token")
+		// No controller runs yet: hand the callback server the tokens as the controller would.
+		g.Expect(k8s.Create(ctx, &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "operator", Name: apps.ProjectionName(app.UID),
+				Labels: map[string]string{apps.ProjectionAppLabel: string(app.UID)}},
+			StringData: map[string]string{apps.TokensKey: "split-token\n"},
+		})).To(Succeed())
 		callbackProbe, callbackAddr, metricsAddr := freePort(t), freePort(t), freePort(t)
-		callback := startManager(t, append(common, "--role=callback", "--room-namespace=split",
+		callback := startManager(t, append(common, "--role=callback",
 			"--metrics-bind-address="+metricsAddr, "--health-probe-bind-address="+callbackProbe,
-			"--callback-bind-address="+callbackAddr, "--callback-token-file="+tokenPath)...)
+			"--callback-bind-address="+callbackAddr)...)
 		waitReady(g, callbackProbe)
-		sendCreate(g, callbackAddr, "split-room")
+		g.Eventually(func() (int, error) { return sendCreate(callbackAddr, 1400000001, "split-token", "split-room") }, 30*time.Second).
+			Should(Equal(http.StatusOK))
+		g.Expect(sendCreate(callbackAddr, 1400000001, "live-token", "wrong-token-room")).To(Equal(http.StatusUnauthorized), "one app's token is not another's")
 		g.Consistently(reconciled(ctx, k8s, "split", "split-room"), 2*time.Second, 200*time.Millisecond).Should(BeFalse(),
 			"the callback role runs no reconciler")
 
 		controllerProbe := freePort(t)
-		controller := startManager(t, append(common, "--role=controller", "--room-namespace=split",
+		controller := startManager(t, append(common, "--role=controller",
 			"--metrics-bind-address=0", "--health-probe-bind-address="+controllerProbe,
-			"--leader-elect", "--leader-election-namespace=split")...)
+			"--leader-elect", "--leader-election-namespace=operator")...)
 		waitReady(g, controllerProbe)
 		g.Eventually(reconciled(ctx, k8s, "split", "split-room"), 30*time.Second).Should(BeTrue())
 

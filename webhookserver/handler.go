@@ -117,7 +117,7 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 		reject(http.StatusUnauthorized, reasonNoToken, errors.New("the app has no callback token yet"))
 		return
 	}
-	markReceived("", start)
+	markReceived(app.label, start)
 	body, err := io.ReadAll(http.MaxBytesReader(rw, r.Body, maxBody))
 	if err != nil {
 		var maxBytes *http.MaxBytesError

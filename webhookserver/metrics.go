@@ -92,7 +92,7 @@ func (m *Metrics) forget(app string) {
 	labels := prometheus.Labels{"app": app}
 	for _, v := range []interface {
 		DeletePartialMatch(prometheus.Labels) int
-	}{m.Requests, m.Rejections, m.Events, m.Duplicates, m.Tokens, m.TokenReloadErrors, m.QuotaWarnings} {
+	}{m.Requests, m.Rejections, m.Events, m.Duplicates, m.Tokens, m.TokenReloadErrors, m.QuotaWarnings, lastReceived} {
 		v.DeletePartialMatch(labels)
 	}
 }
