@@ -23,6 +23,8 @@ IMAGE_TOOL = go -C hack/image run .
 # Prometheus' server and its dependencies stay out of the operator's go.mod.
 MONITORING = go -C hack/monitoring
 PROMTOOL ?= $(LOCALBIN)/promtool
+GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint
+GOLANGCI_LINT_VERSION ?= v2.15.0
 
 # Two cores: keep go test's package parallelism to that.
 GO_TEST_FLAGS ?= -p 2 -count=1
@@ -67,8 +69,14 @@ fmt: ## Run go fmt.
 vet: ## Run go vet.
 	go vet ./...
 
+.PHONY: lint
+lint: golangci-lint ## Run golangci-lint (.golangci.yml) on the operator's module and the hack/ modules.
+	$(GOLANGCI_LINT) run ./...
+	cd hack/image && $(GOLANGCI_LINT) run --config $(CURDIR)/.golangci.yml ./...
+	cd hack/monitoring && $(GOLANGCI_LINT) run --config $(CURDIR)/.golangci.yml ./...
+
 .PHONY: test
-test: manifests generate fmt vet envtest ## Run unit and integration tests (real etcd + kube-apiserver), the image's tests, then the end-to-end tests (kwok, then a real node).
+test: manifests generate fmt vet lint envtest ## Run unit and integration tests (real etcd + kube-apiserver), the image's tests, then the end-to-end tests (kwok, then a real node).
 	KUBEBUILDER_ASSETS="$(K8S_BIN)" go test $(GO_TEST_FLAGS) $$(go list ./... | grep -v /test/e2e) -coverprofile cover.out
 	$(MAKE) test-image
 	$(MAKE) test-monitoring
@@ -201,6 +209,11 @@ node-bins: envtest ## Build the real-node cluster's parts: control plane, kubele
 controller-gen: $(CONTROLLER_GEN) ## Build controller-gen into bin/.
 $(CONTROLLER_GEN):
 	GOBIN=$(LOCALBIN) go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_TOOLS_VERSION)
+
+.PHONY: golangci-lint
+golangci-lint: $(GOLANGCI_LINT) ## Build golangci-lint into bin/ from the Go module proxy.
+$(GOLANGCI_LINT):
+	GOBIN=$(LOCALBIN) go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
 
 .PHONY: promtool
 promtool: $(PROMTOOL) ## Build promtool into bin/ from the Go module proxy (the version hack/monitoring/go.mod pins).

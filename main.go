@@ -166,7 +166,8 @@ func parseFlags(args []string) (*options, error) {
 		return nil, errors.New("--metrics-cert-path needs --metrics-secure")
 	}
 	if o.lifecycleQPS <= 0 || o.lifecycleBurst <= 0 || o.lifecycleConcurrent <= 0 || o.countBudget <= 0 || o.countInterval <= 0 {
-		return nil, errors.New("--lifecycle-api-qps, --lifecycle-api-burst, --lifecycle-concurrency, --count-writes-per-second and --count-write-interval must be positive")
+		return nil, errors.New("--lifecycle-api-qps, --lifecycle-api-burst, --lifecycle-concurrency, " +
+			"--count-writes-per-second and --count-write-interval must be positive")
 	}
 	if o.callbackMaxConns <= 0 {
 		return nil, errors.New("--callback-max-connections must be positive")

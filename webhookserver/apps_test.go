@@ -308,7 +308,7 @@ func TestRoomQuotaWarning(t *testing.T) {
 	g.Expect(got.Status.RoomQuota.MaxRooms).To(BeEquivalentTo(500))
 	g.Expect(got.Status.RoomQuota.ReportedAt.Unix()).To(Equal(at / 1000))
 	g.Expect(slices.ContainsFunc(got.ManagedFields, func(mf metav1.ManagedFieldsEntry) bool {
-		return mf.Manager == FieldOwner && mf.Subresource == "status" && mf.FieldsV1 != nil && strings.Contains(string(mf.FieldsV1.Raw), "roomQuota")
+		return mf.Manager == FieldOwner && mf.Subresource == "status" && mf.FieldsV1 != nil && strings.Contains(mf.FieldsV1.GetRawString(), "roomQuota")
 	})).To(BeTrue(), "status.roomQuota is the callback server's")
 	g.Expect(warnings()).To(BeEquivalentTo(1))
 	g.Eventually(func() []string {

@@ -53,110 +53,150 @@ func queryValue(q url.Values, name string) string {
 	return ""
 }
 
+// delivery is one callback request being answered.
+type delivery struct {
+	rw           *statusRecorder
+	r            *http.Request
+	start        time.Time
+	app          *servedApp // nil: not an app this operator serves
+	appLabel     string
+	queryCommand string // as the query spells it
+	command      string // its metric label
+	sign         string
+	requestTime  string
+}
+
 func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
-	start := s.now()
 	s.metrics.Inflight.Inc()
 	defer s.metrics.Inflight.Dec()
 	inflight := s.inflight.Add(1)
 	defer s.inflight.Add(-1)
 
 	q := r.URL.Query()
-	queryCommand := queryValue(q, "CallbackCommand")
-	command := commandLabel(queryCommand)
-	app := s.apps.lookup(queryValue(q, "SdkAppid"))
-	appLabel := unknownApp
-	if app != nil {
-		appLabel = app.label
+	d := &delivery{
+		rw: &statusRecorder{ResponseWriter: w}, r: r, start: s.now(),
+		app: s.apps.lookup(queryValue(q, "SdkAppid")), appLabel: unknownApp,
+		queryCommand: queryValue(q, "CallbackCommand"),
+		sign:         queryValue(q, "Sign"), requestTime: queryValue(q, "RequestTime"),
 	}
-	rw := &statusRecorder{ResponseWriter: w}
+	d.command = commandLabel(d.queryCommand)
+	if d.app != nil {
+		d.appLabel = d.app.label
+	}
 	defer func() {
-		s.metrics.Requests.WithLabelValues(appLabel, command, strconv.Itoa(rw.status)).Inc()
-		s.metrics.Duration.WithLabelValues(command).Observe(time.Since(start).Seconds())
+		s.metrics.Requests.WithLabelValues(d.appLabel, d.command, strconv.Itoa(d.rw.status)).Inc()
+		s.metrics.Duration.WithLabelValues(d.command).Observe(time.Since(d.start).Seconds())
 	}()
 
-	reject := func(status int, reason string, err error) {
-		s.metrics.Rejections.WithLabelValues(appLabel, reason).Inc()
-		if _, ok := s.rejectLog.Allow(); ok {
-			s.log.Info("Rejected callback", "reason", reason, "status", status, "error", logValue(err.Error()),
-				"app", appLabel, "command", logValue(queryCommand), "remote", logValue(r.RemoteAddr))
-		}
-		writeFail(rw, status, err.Error())
+	cb, body, ok := s.admit(d)
+	if !ok {
+		return
 	}
+	if cb.Command == tencent.CommandMemberStateChanged && inflight > int64(s.opts.MemberAdmission) {
+		// Overloaded: room lifecycle callbacks go first. Nothing of this one was kept.
+		s.metrics.Rejections.WithLabelValues(d.appLabel, reasonOverloaded).Inc()
+		writeFail(d.rw, http.StatusServiceUnavailable, "overloaded, retry")
+		return
+	}
+	if d.app.forwarder != nil && forward.IsBlocking(cb.Command) {
+		// The app decides blocking callbacks (gifts, messages); its answer goes back as is.
+		answer := d.app.forwarder.Forward(r.Context(), r.URL.RawQuery, body)
+		s.metrics.Events.WithLabelValues(d.appLabel, d.command, string(outcomeForwarded)).Inc()
+		_ = answer.Reply(d.rw)
+		return
+	}
+	s.store(d, cb, body)
+}
 
-	if r.Method != http.MethodPost {
-		rw.Header().Set("Allow", http.MethodPost)
-		reject(http.StatusMethodNotAllowed, reasonMethod, errors.New("only POST is accepted"))
-		return
+// reject answers a callback refused before anything of it was kept.
+func (s *Server) reject(d *delivery, status int, reason string, err error) {
+	s.metrics.Rejections.WithLabelValues(d.appLabel, reason).Inc()
+	if _, ok := s.rejectLog.Allow(); ok {
+		s.log.Info("Rejected callback", "reason", reason, "status", status, "error", logValue(err.Error()),
+			"app", d.appLabel, "command", logValue(d.queryCommand), "remote", logValue(d.r.RemoteAddr))
 	}
-	maxBody := bodyLimit(queryCommand)
+	writeFail(d.rw, status, err.Error())
+}
+
+// admit checks the request (method, size, app, signature) and decodes its body; when it
+// returns false the callback has been answered.
+func (s *Server) admit(d *delivery) (*tencent.Callback, []byte, bool) {
+	if d.r.Method != http.MethodPost {
+		d.rw.Header().Set("Allow", http.MethodPost)
+		s.reject(d, http.StatusMethodNotAllowed, reasonMethod, errors.New("only POST is accepted"))
+		return nil, nil, false
+	}
+	maxBody := bodyLimit(d.queryCommand)
 	tooLarge := fmt.Errorf("body exceeds %d KiB", maxBody>>10)
-	if r.ContentLength > maxBody {
-		reject(http.StatusRequestEntityTooLarge, reasonTooLarge, tooLarge)
-		return
+	if d.r.ContentLength > maxBody {
+		s.reject(d, http.StatusRequestEntityTooLarge, reasonTooLarge, tooLarge)
+		return nil, nil, false
 	}
-	if app == nil {
-		reject(http.StatusForbidden, reasonWrongApp, errors.New("SdkAppid is not an app this operator serves"))
-		return
+	if d.app == nil {
+		s.reject(d, http.StatusForbidden, reasonWrongApp, errors.New("SdkAppid is not an app this operator serves"))
+		return nil, nil, false
 	}
-	sign, requestTime := queryValue(q, "Sign"), queryValue(q, "RequestTime")
-	switch {
-	case app.tokens.Enabled():
-		if err := app.tokens.Verify(sign, requestTime, start, app.maxSkew); err != nil {
-			reason := reasonBadSign
-			switch err {
-			case errMissingSign:
-				reason = reasonMissing
-			case errStale, errBadTime:
-				reason = reasonStale
-			}
-			reject(http.StatusUnauthorized, reason, err)
-			return
-		}
-	case !app.allowUnsigned:
-		// The controller has not handed this replica the app's tokens yet.
-		reject(http.StatusUnauthorized, reasonNoToken, errors.New("the app has no callback token yet"))
-		return
+	if !s.authenticate(d) {
+		return nil, nil, false
 	}
-	markReceived(app.label, start)
-	body, err := io.ReadAll(http.MaxBytesReader(rw, r.Body, maxBody))
+	markReceived(d.app.label, d.start)
+	body, err := io.ReadAll(http.MaxBytesReader(d.rw, d.r.Body, maxBody))
 	if err != nil {
 		var maxBytes *http.MaxBytesError
 		if errors.As(err, &maxBytes) {
-			reject(http.StatusRequestEntityTooLarge, reasonTooLarge, tooLarge)
+			s.reject(d, http.StatusRequestEntityTooLarge, reasonTooLarge, tooLarge)
 		} else {
-			reject(http.StatusBadRequest, reasonReadError, err)
+			s.reject(d, http.StatusBadRequest, reasonReadError, err)
 		}
-		return
+		return nil, nil, false
 	}
-	cb, err := tencent.Decode(body, queryCommand)
+	cb, err := tencent.Decode(body, d.queryCommand)
 	if err != nil {
 		reason := reasonBadPayload
 		var de *tencent.DecodeError
 		if errors.As(err, &de) {
 			reason = de.Reason
 		}
-		reject(http.StatusBadRequest, reason, err)
-		return
+		s.reject(d, http.StatusBadRequest, reason, err)
+		return nil, nil, false
 	}
+	return cb, body, true
+}
 
-	if cb.Command == tencent.CommandMemberStateChanged && inflight > int64(s.opts.MemberAdmission) {
-		// Overloaded: room lifecycle callbacks go first. Nothing of this one was kept.
-		s.metrics.Rejections.WithLabelValues(appLabel, reasonOverloaded).Inc()
-		writeFail(rw, http.StatusServiceUnavailable, "overloaded, retry")
-		return
+// authenticate checks the Sign against the app's callback tokens.
+func (s *Server) authenticate(d *delivery) bool {
+	app := d.app
+	if !app.tokens.Enabled() {
+		if app.allowUnsigned {
+			return true
+		}
+		// The controller has not handed this replica the app's tokens yet.
+		s.reject(d, http.StatusUnauthorized, reasonNoToken, errors.New("the app has no callback token yet"))
+		return false
 	}
-	if app.forwarder != nil && forward.IsBlocking(cb.Command) {
-		// The app decides blocking callbacks (gifts, messages); its answer goes back as is.
-		answer := app.forwarder.Forward(r.Context(), r.URL.RawQuery, body)
-		s.metrics.Events.WithLabelValues(appLabel, command, string(outcomeForwarded)).Inc()
-		_ = answer.Reply(rw)
-		return
+	err := app.tokens.Verify(d.sign, d.requestTime, d.start, app.maxSkew)
+	if err == nil {
+		return true
 	}
+	reason := reasonBadSign
+	switch err {
+	case errMissingSign:
+		reason = reasonMissing
+	case errStale, errBadTime:
+		reason = reasonStale
+	}
+	s.reject(d, http.StatusUnauthorized, reason, err)
+	return false
+}
 
-	duplicate, finish := s.replay.begin(newReplayKey(app.sdkAppID, sign, requestTime, body), start, 2*app.maxSkew)
+// store applies an authenticated room callback and answers 200 once its effect is
+// stored; a replay of one is acknowledged without applying it again.
+func (s *Server) store(d *delivery, cb *tencent.Callback, body []byte) {
+	app := d.app
+	duplicate, finish := s.replay.begin(newReplayKey(app.sdkAppID, d.sign, d.requestTime, body), d.start, 2*app.maxSkew)
 	if duplicate {
-		s.metrics.Duplicates.WithLabelValues(appLabel).Inc()
-		writeOK(rw)
+		s.metrics.Duplicates.WithLabelValues(d.appLabel).Inc()
+		writeOK(d.rw)
 		return
 	}
 	// Identical deliveries wait for this one: release them whatever happens below.
@@ -164,40 +204,45 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 	if app.forwarder != nil {
 		// Queued before the operator stores anything, so the app gets its callbacks even
 		// while the API server is unavailable.
-		app.forwarder.Enqueue(r.URL.RawQuery, body)
+		app.forwarder.Enqueue(d.r.URL.RawQuery, body)
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), s.opts.Timeout)
+	ctx, cancel := context.WithTimeout(d.r.Context(), s.opts.Timeout)
 	defer cancel()
-	outcome, err := s.applyRecovering(ctx, app, cb, start)
+	outcome, err := s.applyRecovering(ctx, app, cb, d.start)
 	finish(err == nil)
+	if err != nil {
+		s.answerNotStored(d, cb, err)
+		return
+	}
+	s.metrics.Events.WithLabelValues(d.appLabel, d.command, string(outcome)).Inc()
+	writeOK(d.rw)
+}
+
+// answerNotStored answers a callback whose effect could not be stored: 4xx when no retry
+// can store it, 5xx (retry) otherwise.
+func (s *Server) answerNotStored(d *delivery, cb *tencent.Callback, err error) {
 	var panicked *panicError
 	switch {
 	case errors.As(err, &panicked):
-		s.metrics.Rejections.WithLabelValues(appLabel, reasonInternal).Inc()
-		s.log.Error(err, "Callback not stored: internal error", "app", appLabel, "command", cb.Command, "roomId", logValue(cb.Room()),
+		s.metrics.Rejections.WithLabelValues(d.appLabel, reasonInternal).Inc()
+		s.log.Error(err, "Callback not stored: internal error", "app", d.appLabel, "command", cb.Command, "roomId", logValue(cb.Room()),
 			"stack", string(panicked.stack))
-		writeFail(rw, http.StatusInternalServerError, "internal error")
-		return
+		writeFail(d.rw, http.StatusInternalServerError, "internal error")
 	case errors.Is(err, lanes.ErrOverloaded):
 		// Answered before the deadline: nothing of it was kept.
-		s.metrics.Rejections.WithLabelValues(appLabel, reasonOverloaded).Inc()
-		writeFail(rw, http.StatusServiceUnavailable, err.Error())
-		return
+		s.metrics.Rejections.WithLabelValues(d.appLabel, reasonOverloaded).Inc()
+		writeFail(d.rw, http.StatusServiceUnavailable, err.Error())
 	case errors.Is(err, roomstore.ErrUnstorable):
 		// No retry can store it: a 4xx, so that nobody retries for ever.
-		reject(http.StatusUnprocessableEntity, reasonUnstorable, err)
-		return
-	case err != nil:
-		s.metrics.Rejections.WithLabelValues(appLabel, reasonNotStored).Inc()
+		s.reject(d, http.StatusUnprocessableEntity, reasonUnstorable, err)
+	default:
+		s.metrics.Rejections.WithLabelValues(d.appLabel, reasonNotStored).Inc()
 		// Expected while the API server is unavailable: no stack trace, and bounded.
 		if _, ok := s.notStoredLog.Allow(); ok {
-			s.log.Info("Callback not stored", "error", logValue(err.Error()), "app", appLabel, "command", cb.Command, "roomId", logValue(cb.Room()))
+			s.log.Info("Callback not stored", "error", logValue(err.Error()), "app", d.appLabel, "command", cb.Command, "roomId", logValue(cb.Room()))
 		}
-		writeFail(rw, http.StatusServiceUnavailable, "not stored, retry: "+err.Error())
-		return
+		writeFail(d.rw, http.StatusServiceUnavailable, "not stored, retry: "+err.Error())
 	}
-	s.metrics.Events.WithLabelValues(appLabel, command, string(outcome)).Inc()
-	writeOK(rw)
 }
 
 // bodyLimit is the largest body accepted for a command: room commands are stored, the

@@ -30,7 +30,9 @@ func startUnitServer(t *testing.T, opts Options) *Server {
 	go func() { done <- s.Start(ctx) }()
 	t.Cleanup(func() {
 		cancel()
-		<-done
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
 	})
 	NewWithT(t).Eventually(s.Addr).ShouldNot(BeNil())
 	return s

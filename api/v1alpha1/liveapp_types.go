@@ -257,5 +257,5 @@ type LiveAppList struct {
 }
 
 func init() {
-	SchemeBuilder.Register(&LiveApp{}, &LiveAppList{})
+	knownTypes = append(knownTypes, &LiveApp{}, &LiveAppList{})
 }

@@ -46,9 +46,13 @@ const (
 // +kubebuilder:validation:Enum=None;FreeToTake;ApplyToTake
 type SeatMode string
 
+// Seat modes, Tencent's SeatMode values.
 const (
-	SeatModeNone        SeatMode = "None"
-	SeatModeFreeToTake  SeatMode = "FreeToTake"
+	// SeatModeNone: the room has no seats.
+	SeatModeNone SeatMode = "None"
+	// SeatModeFreeToTake: members take a free seat without asking.
+	SeatModeFreeToTake SeatMode = "FreeToTake"
+	// SeatModeApplyToTake: members ask the owner or an admin for a seat.
 	SeatModeApplyToTake SeatMode = "ApplyToTake"
 )
 
@@ -67,8 +71,11 @@ const (
 // +kubebuilder:validation:Enum=Live;Ended
 type RoomPhase string
 
+// Room phases.
 const (
-	RoomPhaseLive  RoomPhase = "Live"
+	// RoomPhaseLive: the room exists in Tencent.
+	RoomPhaseLive RoomPhase = "Live"
+	// RoomPhaseEnded: the room was destroyed, or Tencent no longer has it.
 	RoomPhaseEnded RoomPhase = "Ended"
 )
 
@@ -76,9 +83,13 @@ const (
 // +kubebuilder:validation:Enum=DestroyByUser;DestroyBySystem;NotFoundInTencent
 type EndReason string
 
+// End reasons.
 const (
-	EndReasonDestroyByUser     EndReason = "DestroyByUser"
-	EndReasonDestroyBySystem   EndReason = "DestroyBySystem"
+	// EndReasonDestroyByUser: the owner or the app's backend destroyed the room.
+	EndReasonDestroyByUser EndReason = "DestroyByUser"
+	// EndReasonDestroyBySystem: Tencent dissolved the room (empty, or its owner gone).
+	EndReasonDestroyBySystem EndReason = "DestroyBySystem"
+	// EndReasonNotFoundInTencent: a resync found the room gone from Tencent.
 	EndReasonNotFoundInTencent EndReason = "NotFoundInTencent"
 )
 
@@ -307,12 +318,19 @@ const MaxAdminTombstones = 256
 // +kubebuilder:validation:Enum=Pending;Running;Succeeded;Failed;Stopped
 type RecordingPhase string
 
+// Recording phases, read from the recording Job.
 const (
-	RecordingPending   RecordingPhase = "Pending"
-	RecordingRunning   RecordingPhase = "Running"
+	// RecordingPending: the Job exists and no Pod of it runs yet.
+	RecordingPending RecordingPhase = "Pending"
+	// RecordingRunning: a Pod of the Job runs.
+	RecordingRunning RecordingPhase = "Running"
+	// RecordingSucceeded: the Job completed.
 	RecordingSucceeded RecordingPhase = "Succeeded"
-	RecordingFailed    RecordingPhase = "Failed"
-	RecordingStopped   RecordingPhase = "Stopped"
+	// RecordingFailed: the Job failed.
+	RecordingFailed RecordingPhase = "Failed"
+	// RecordingStopped: the operator suspended the Job (its room ended, or no policy
+	// selects the room any more).
+	RecordingStopped RecordingPhase = "Stopped"
 )
 
 // RecordingStatus is the recording of the room by one RecordingPolicy.
@@ -493,5 +511,5 @@ func (r *LiveRoom) Origin() string { return r.Annotations[OriginAnnotation] }
 func (r *LiveRoom) Declared() bool { return r.Origin() == "" }
 
 func init() {
-	SchemeBuilder.Register(&LiveRoom{}, &LiveRoomList{})
+	knownTypes = append(knownTypes, &LiveRoom{}, &LiveRoomList{})
 }

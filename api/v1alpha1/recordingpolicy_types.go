@@ -88,5 +88,5 @@ type RecordingPolicyList struct {
 }
 
 func init() {
-	SchemeBuilder.Register(&RecordingPolicy{}, &RecordingPolicyList{})
+	knownTypes = append(knownTypes, &RecordingPolicy{}, &RecordingPolicyList{})
 }

@@ -177,7 +177,9 @@ func BaseFiles() ([]file, error) {
 		{path: "/etc", mode: 0o755, dir: true},
 		{path: "/etc/group", mode: 0o644, data: []byte("root:x:0:\nnobody:x:65534:\ntty:x:5:\nstaff:x:50:\nnonroot:x:65532:\n")},
 		{path: "/etc/nsswitch.conf", mode: 0o644, data: []byte("hosts: files dns\n")},
-		{path: "/etc/passwd", mode: 0o644, data: []byte("root:x:0:0:root:/root:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n")},
+		{path: "/etc/passwd", mode: 0o644, data: []byte("root:x:0:0:root:/root:/sbin/nologin\n" +
+			"nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n" +
+			"nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n")},
 		{path: "/etc/ssl", mode: 0o755, dir: true},
 		{path: "/etc/ssl/certs", mode: 0o755, dir: true},
 		{path: caBundlePath, mode: 0o644, data: roots},

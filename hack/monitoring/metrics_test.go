@@ -16,6 +16,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
+
 	// Packages main.go imports whose init registers metrics on controller-runtime's
 	// registry: the reconcile, workqueue, REST client, leader election and process/Go
 	// collectors, the certificate watcher's, and the API writes by lane.

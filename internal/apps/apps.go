@@ -54,7 +54,8 @@ func Serving(list []livev1.LiveApp) (serving map[types.NamespacedName]*livev1.Li
 			continue
 		}
 		if first, ok := byNamespace[a.Namespace]; ok {
-			refused[key] = Refusal{"NamespaceTaken", fmt.Sprintf("namespace %s holds the rooms of the older LiveApp %s; a namespace serves one app", a.Namespace, first.Name)}
+			refused[key] = Refusal{"NamespaceTaken", fmt.Sprintf(
+				"namespace %s holds the rooms of the older LiveApp %s; a namespace serves one app", a.Namespace, first.Name)}
 			continue
 		}
 		byApp[a.Spec.SDKAppID], byNamespace[a.Namespace] = a, a

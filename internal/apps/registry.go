@@ -165,7 +165,7 @@ func (r *Registry) Start(ctx context.Context) error {
 	r.mu.Unlock()
 	<-ctx.Done()
 	r.mu.Lock()
-	var loops []*loop
+	loops := make([]*loop, 0, len(r.apps))
 	for _, e := range r.apps {
 		loops = append(loops, e.loop)
 		e.loop = nil

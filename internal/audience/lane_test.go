@@ -37,7 +37,7 @@ type fakeStore struct {
 
 func newFakeStore() *fakeStore { return &fakeStore{rooms: map[string]*livev1.LiveRoom{}} }
 
-func (f *fakeStore) Mutate(ctx context.Context, roomID, origin string, m roomstate.Mutation) (roomstore.Result, error) {
+func (f *fakeStore) Mutate(_ context.Context, roomID, origin string, m roomstate.Mutation) (roomstore.Result, error) {
 	if f.delay > 0 {
 		time.Sleep(f.delay)
 	}

@@ -79,6 +79,7 @@ func hang(done <-chan struct{}) func(int, http.ResponseWriter, *http.Request) {
 
 // closedURL is the URL of a server that no longer listens.
 func closedURL(t *testing.T) string {
+	t.Helper()
 	srv := httptest.NewServer(http.NotFoundHandler())
 	srv.Close()
 	return srv.URL

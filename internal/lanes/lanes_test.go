@@ -14,7 +14,7 @@ import (
 )
 
 func TestRestConfigCountsWritesOfItsLaneOnly(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	defer srv.Close()
 	base := &rest.Config{Host: srv.URL, QPS: 5, Burst: 10}
 	cfg := RestConfig(base, "test-lane", 1000, 1000)

@@ -9,7 +9,6 @@ package localcluster
 import (
 	"context"
 	_ "embed"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -96,7 +95,11 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 		if err := c.run("kube-controller-manager",
 			"--kubeconfig="+c.Kubeconfig, "--leader-elect=false", "--secure-port=0",
 			"--use-service-account-credentials=false",
-			"--controllers=garbage-collector-controller,job-controller,namespace-controller,node-lifecycle-controller,replicaset-controller,deployment-controller,disruption-controller,ttl-after-finished-controller,pod-garbage-collector-controller",
+			"--controllers="+strings.Join([]string{
+				"garbage-collector-controller", "job-controller", "namespace-controller", "node-lifecycle-controller",
+				"replicaset-controller", "deployment-controller", "disruption-controller", "ttl-after-finished-controller",
+				"pod-garbage-collector-controller",
+			}, ","),
 			"--concurrent-gc-syncs=5", "--v=1"); err != nil {
 			return c, err
 		}
@@ -168,10 +171,7 @@ func (c *Cluster) addNodes(ctx context.Context, n int) error {
 					"type": "kwok", "topology.kubernetes.io/zone": fmt.Sprintf("zone-%d", i%2),
 				},
 			},
-			Status: corev1.NodeStatus{
-				Allocatable: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("32"), corev1.ResourceMemory: resource.MustParse("256Gi"), corev1.ResourcePods: resource.MustParse("110")},
-				Capacity:    corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("32"), corev1.ResourceMemory: resource.MustParse("256Gi"), corev1.ResourcePods: resource.MustParse("110")},
-			},
+			Status: corev1.NodeStatus{Allocatable: kwokNodeSize, Capacity: kwokNodeSize},
 		}
 		if _, err := cs.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil {
 			return fmt.Errorf("adding node %s: %w", name, err)
@@ -180,35 +180,42 @@ func (c *Cluster) addNodes(ctx context.Context, n int) error {
 	return nil
 }
 
+// kwokNodeSize is what each kwok node offers: room for every test's Pods.
+var kwokNodeSize = corev1.ResourceList{
+	corev1.ResourceCPU: resource.MustParse("32"), corev1.ResourceMemory: resource.MustParse("256Gi"), corev1.ResourcePods: resource.MustParse("110"),
+}
+
 // Stop stops every component; it is safe to call on a partly started cluster.
 func (c *Cluster) Stop() error {
 	if c.node != nil {
 		return c.stopNode()
 	}
-	var errs []error
 	for i := len(c.procs) - 1; i >= 0; i-- {
-		errs = append(errs, stop(c.procs[i]))
+		stop(c.procs[i])
 	}
 	c.procs = nil
 	if c.env != nil {
-		errs = append(errs, c.env.Stop())
-	}
-	return errors.Join(errs...)
-}
-
-// stop asks a process group to end and kills it if it does not within a few seconds.
-func stop(cmd *exec.Cmd) error {
-	pgid := -cmd.Process.Pid
-	_ = syscall.Kill(pgid, syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		_ = syscall.Kill(pgid, syscall.SIGKILL)
-		<-done
+		return c.env.Stop()
 	}
 	return nil
+}
+
+// stop asks a process group to end and kills it if it does not within a few seconds. The
+// exit status is not an error: a component stopped by a signal exits non-zero.
+func stop(cmd *exec.Cmd) {
+	pgid := -cmd.Process.Pid
+	_ = syscall.Kill(pgid, syscall.SIGTERM)
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(exited)
+	}()
+	select {
+	case <-exited:
+	case <-time.After(5 * time.Second):
+		_ = syscall.Kill(pgid, syscall.SIGKILL)
+		<-exited
+	}
 }
 
 // ServiceAccountKubeconfig writes a kubeconfig that authenticates as a ServiceAccount
@@ -219,7 +226,8 @@ func (c *Cluster) ServiceAccountKubeconfig(ctx context.Context, namespace, name,
 		return err
 	}
 	expiry := int64(24 * 3600)
-	tok, err := cs.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, name, &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &expiry}}, metav1.CreateOptions{})
+	req := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &expiry}}
+	tok, err := cs.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, name, req, metav1.CreateOptions{})
 	if err != nil {
 		return fmt.Errorf("requesting a token for %s/%s: %w", namespace, name, err)
 	}

@@ -364,7 +364,7 @@ func cgroupHierarchies() []string {
 		if sep < 0 || sep+1 >= len(fields) {
 			continue
 		}
-		if fs := fields[sep+1]; fs == "cgroup" || fs == "cgroup2" {
+		if fsType := fields[sep+1]; fsType == "cgroup" || fsType == "cgroup2" {
 			dirs = append(dirs, unescapeMountPath(fields[4]))
 		}
 	}

@@ -51,7 +51,7 @@ func TestOneRealNodeAtATime(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer first.release(quiet)
+	defer func() { _ = first.release(quiet) }()
 	if _, err := openHostChanges(dir, quiet); err == nil || !strings.Contains(err.Error(), "another real-node cluster") {
 		t.Errorf("a second cluster started beside the first: %v", err)
 	}

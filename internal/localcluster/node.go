@@ -508,7 +508,7 @@ func (c *Cluster) Ctr(ctx context.Context, args ...string) (string, error) {
 	return string(out), nil
 }
 
-func (c *Cluster) startKubelet(ctx context.Context) error {
+func (c *Cluster) startKubelet(context.Context) error {
 	p := c.node.pki
 	ports, err := FreePorts(2)
 	if err != nil {
@@ -637,10 +637,9 @@ func (c *Cluster) startNodeProcess(name string, env []string, args ...string) er
 // stopNode stops the node's components, its Pods and then the control plane, and undoes
 // every change to the host.
 func (c *Cluster) stopNode() error {
-	var errs []error
 	stopNamed := func(name string) {
 		if i, ok := c.node.procAt[name]; ok && c.procs[i] != nil {
-			errs = append(errs, stop(c.procs[i]))
+			stop(c.procs[i])
 			c.procs[i] = nil
 		}
 	}
@@ -653,8 +652,7 @@ func (c *Cluster) stopNode() error {
 		stopNamed(name)
 	}
 	c.procs = nil
-	errs = append(errs, c.node.host.release(c.logf))
-	return errors.Join(errs...)
+	return c.node.host.release(c.logf)
 }
 
 // poll calls cond every 100 ms until it is true, it fails, or the timeout passes.

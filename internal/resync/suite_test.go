@@ -35,10 +35,9 @@ const (
 
 // The suite shares one control plane and one manager whose cache has the RoomId index.
 var (
-	k8s        client.Client // direct, uncached
-	mgr        manager.Manager
-	testScheme = testenv.Scheme
-	nsSeq      atomic.Int64
+	k8s   client.Client // direct, uncached
+	mgr   manager.Manager
+	nsSeq atomic.Int64
 )
 
 func TestMain(m *testing.M) { os.Exit(runSuite(m)) }

@@ -25,9 +25,12 @@ type Outcome string
 const (
 	// Unchanged means the event was a duplicate or older than what the room shows.
 	Unchanged Outcome = "unchanged"
-	Created   Outcome = "created"
-	Updated   Outcome = "updated"
-	Ended     Outcome = "ended"
+	// Created means a room new to the operator.
+	Created Outcome = "created"
+	// Updated means the room changed and is still live.
+	Updated Outcome = "updated"
+	// Ended means the room was destroyed.
+	Ended Outcome = "ended"
 	// Revived means a room that had ended was created again with the same RoomId.
 	Revived Outcome = "revived"
 )

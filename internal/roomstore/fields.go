@@ -1,7 +1,6 @@
 package roomstore
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -48,7 +47,7 @@ func (s *Store) othersFields(ctx context.Context, key client.ObjectKey) (map[str
 			continue
 		}
 		var set fieldpath.Set
-		if err := set.FromJSON(bytes.NewReader(mf.FieldsV1.Raw)); err != nil {
+		if err := set.FromJSON(mf.FieldsV1.GetRawReader()); err != nil {
 			return nil, fmt.Errorf("reading the fields %s manages: %w", mf.Manager, err)
 		}
 		set.Iterate(func(p fieldpath.Path) { paths[p.String()] = p.Copy() })

@@ -108,24 +108,20 @@ type Result struct {
 // other processes are detected by the resourceVersion precondition and the mutation is
 // applied again to what they stored.
 func (s *Store) Mutate(ctx context.Context, roomID, origin string, m roomstate.Mutation) (Result, error) {
-	unlock, err := s.locks.lock(ctx, s.Namespace+"/"+roomID)
+	release, err := s.enter(ctx, roomID)
 	if err != nil {
-		return Result{}, fmt.Errorf("waiting for the room's earlier writes: %w", err)
+		return Result{}, err
 	}
-	defer unlock()
-	if s.Gate != nil {
-		release, err := s.Gate.Enter(ctx)
-		if err != nil {
-			return Result{}, err
-		}
-		defer release()
-	}
+	defer release()
 
 	cur, err := s.find(ctx, s.Client, roomID)
 	if err != nil {
 		return Result{}, err
 	}
+	// fresh says cur was read from the API server rather than the cache.
+	fresh := false
 	if s.CacheTrimsRooms && cur != nil {
+		// The trimmed room is enough to see that nothing changes, not to write it.
 		if m(cur.DeepCopy()) == roomstate.Unchanged {
 			return Result{Outcome: roomstate.Unchanged, Room: cur}, nil
 		}
@@ -133,19 +129,36 @@ func (s *Store) Mutate(ctx context.Context, roomID, origin string, m roomstate.M
 		if err := s.APIReader.Get(ctx, client.ObjectKeyFromObject(cur), whole); err != nil {
 			return Result{}, fmt.Errorf("reading LiveRoom %s: %w", cur.Name, err)
 		}
-		cur = whole
+		cur, fresh = whole, true
 	}
+	return s.mutateFrom(ctx, roomID, origin, m, cur, fresh)
+}
+
+// enter waits for the room's earlier writes in this process and for a write slot.
+func (s *Store) enter(ctx context.Context, roomID string) (release func(), err error) {
+	unlock, err := s.locks.lock(ctx, s.Namespace+"/"+roomID)
+	if err != nil {
+		return nil, fmt.Errorf("waiting for the room's earlier writes: %w", err)
+	}
+	if s.Gate == nil {
+		return unlock, nil
+	}
+	leave, err := s.Gate.Enter(ctx)
+	if err != nil {
+		unlock()
+		return nil, err
+	}
+	return func() { leave(); unlock() }, nil
+}
+
+// mutateFrom applies m to cur (nil: a new room) and writes the result, applying it again to
+// what the API server holds each time another writer got there first.
+func (s *Store) mutateFrom(ctx context.Context, roomID, origin string, m roomstate.Mutation, cur *livev1.LiveRoom, fresh bool) (Result, error) {
 	taken := map[string]bool{}
-	// fresh says cur was read from the API server rather than the cache.
-	fresh := s.CacheTrimsRooms && cur != nil
 	for attempt := 1; ; attempt++ {
-		room := cur
-		if room == nil {
-			if room, err = s.newRoom(ctx, roomID, origin, taken); err != nil {
-				return Result{}, err
-			}
-		} else {
-			room = cur.DeepCopy()
+		room, err := s.draft(ctx, cur, roomID, origin, taken)
+		if err != nil {
+			return Result{}, err
 		}
 		outcome := m(room)
 		if outcome == roomstate.Unchanged {
@@ -154,26 +167,17 @@ func (s *Store) Mutate(ctx context.Context, roomID, origin string, m roomstate.M
 		// Checked before anything is written, so that the API server cannot refuse the
 		// status after it stored the object. A room read from the cache may be behind
 		// (a change that made room was just stored): only the stored room can say no.
-		if err := validate(room); err != nil {
-			if fresh || attempt == maxAttempts {
-				return Result{}, err
-			}
-			if cur, err = s.find(ctx, s.APIReader, roomID); err != nil {
-				return Result{}, err
-			}
-			fresh = true
-			continue
-		}
-		stored, err := s.write(ctx, cur, room)
+		err = validate(room)
 		if err == nil {
-			s.record(stored, outcome)
-			return Result{Outcome: outcome, Room: stored}, nil
-		}
-		var clash *nameClashError
-		switch {
-		case errors.As(err, &clash):
-			taken[clash.name] = true
-		case !apierrors.IsConflict(err) && !errors.Is(err, errRaced):
+			var stored *livev1.LiveRoom
+			if stored, err = s.write(ctx, cur, room); err == nil {
+				s.record(stored, outcome)
+				return Result{Outcome: outcome, Room: stored}, nil
+			}
+			if !raced(err, taken) {
+				return Result{}, err
+			}
+		} else if fresh || attempt == maxAttempts {
 			return Result{}, err
 		}
 		if attempt == maxAttempts {
@@ -184,6 +188,25 @@ func (s *Store) Mutate(ctx context.Context, roomID, origin string, m roomstate.M
 		}
 		fresh = true
 	}
+}
+
+// draft is the room to apply a mutation to: a copy of cur, or a new room.
+func (s *Store) draft(ctx context.Context, cur *livev1.LiveRoom, roomID, origin string, taken map[string]bool) (*livev1.LiveRoom, error) {
+	if cur != nil {
+		return cur.DeepCopy(), nil
+	}
+	return s.newRoom(ctx, roomID, origin, taken)
+}
+
+// raced reports whether a write failed because another writer got there first, so that
+// the mutation applies again to what it stored; a name another room took is remembered.
+func raced(err error, taken map[string]bool) bool {
+	var clash *nameClashError
+	if errors.As(err, &clash) {
+		taken[clash.name] = true
+		return true
+	}
+	return apierrors.IsConflict(err) || errors.Is(err, errRaced)
 }
 
 // Find returns the LiveRoom whose spec.roomId is roomID from the cache, or nil. Should

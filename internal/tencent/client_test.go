@@ -193,7 +193,7 @@ func (r *recorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		status, out = r.reply(req.URL.Path[strings.LastIndex(req.URL.Path, "/")+1:], n)
 	}
 	w.WriteHeader(status)
-	io.WriteString(w, out)
+	_, _ = io.WriteString(w, out)
 }
 
 func (r *recorder) all() []recorded {
@@ -454,7 +454,7 @@ func TestHTTPFailures(t *testing.T) {
 
 func TestNetworkErrorIsRetried(t *testing.T) {
 	var calls atomic.Int32
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		if calls.Add(1) == 1 {
 			conn, _, err := w.(http.Hijacker).Hijack()
 			if err == nil {
@@ -462,7 +462,7 @@ func TestNetworkErrorIsRetried(t *testing.T) {
 			}
 			return
 		}
-		io.WriteString(w, `{"ActionStatus":"OK","ErrorCode":0,"Response":{"RoomInfo":{"RoomId":"r"}}}`)
+		_, _ = io.WriteString(w, `{"ActionStatus":"OK","ErrorCode":0,"Response":{"RoomInfo":{"RoomId":"r"}}}`)
 	}))
 	defer ts.Close()
 	if _, err := newClient(t, ts.URL, nil).GetRoomInfo(context.Background(), "r"); err != nil || calls.Load() != 2 {

@@ -44,7 +44,7 @@ func hijack(raw string) http.HandlerFunc {
 		if err != nil {
 			return
 		}
-		buf.WriteString(raw)
+		_, _ = buf.WriteString(raw)
 		buf.Flush()
 		conn.Close()
 	}

@@ -53,8 +53,12 @@ func encodeDoc(t *testing.T, json string, level int) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	zw.Write([]byte(json))
-	zw.Close()
+	if _, err := zw.Write([]byte(json)); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
 	s := base64.StdEncoding.EncodeToString(buf.Bytes())
 	return strings.NewReplacer("+", "*", "/", "-", "=", "_").Replace(s)
 }

@@ -13,7 +13,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"slices"
 	"strconv"
 	"sync"
@@ -163,11 +162,4 @@ func run(n, c int, do func() (int, error)) result {
 	res.elapsed = time.Since(start)
 	slices.Sort(res.latencies)
 	return res
-}
-
-func must(err error) {
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
 }

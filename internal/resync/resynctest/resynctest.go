@@ -30,40 +30,48 @@ func (w *WriteCounter) Writes() int64 { return w.n.Load() }
 // Reset sets the count to zero and returns what it was.
 func (w *WriteCounter) Reset() int64 { return w.n.Swap(0) }
 
+// Create counts a write and passes it on.
 func (w *WriteCounter) Create(ctx context.Context, obj client.Object, opts ...client.CreateOption) error {
 	w.n.Add(1)
 	return w.Client.Create(ctx, obj, opts...)
 }
 
+// Update counts a write and passes it on.
 func (w *WriteCounter) Update(ctx context.Context, obj client.Object, opts ...client.UpdateOption) error {
 	w.n.Add(1)
 	return w.Client.Update(ctx, obj, opts...)
 }
 
+// Patch counts a write and passes it on.
 func (w *WriteCounter) Patch(ctx context.Context, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
 	w.n.Add(1)
 	return w.Client.Patch(ctx, obj, patch, opts...)
 }
 
+// Apply counts a write and passes it on.
 func (w *WriteCounter) Apply(ctx context.Context, obj runtime.ApplyConfiguration, opts ...client.ApplyOption) error {
 	w.n.Add(1)
 	return w.Client.Apply(ctx, obj, opts...)
 }
 
+// Delete counts a write and passes it on.
 func (w *WriteCounter) Delete(ctx context.Context, obj client.Object, opts ...client.DeleteOption) error {
 	w.n.Add(1)
 	return w.Client.Delete(ctx, obj, opts...)
 }
 
+// DeleteAllOf counts a write and passes it on.
 func (w *WriteCounter) DeleteAllOf(ctx context.Context, obj client.Object, opts ...client.DeleteAllOfOption) error {
 	w.n.Add(1)
 	return w.Client.DeleteAllOf(ctx, obj, opts...)
 }
 
+// Status counts the status writes.
 func (w *WriteCounter) Status() client.SubResourceWriter {
 	return &subResourceCounter{SubResourceWriter: w.Client.Status(), n: &w.n}
 }
 
+// SubResource counts the writes of any subresource.
 func (w *WriteCounter) SubResource(subResource string) client.SubResourceClient {
 	return &subResourceCounter{SubResourceWriter: w.Client.SubResource(subResource), sub: w.Client.SubResource(subResource), n: &w.n}
 }

@@ -277,7 +277,9 @@ func TestFaults(t *testing.T) {
 	s.FailListPage(2, tencent.CodeInternal)
 	env := call(t, s, tencent.RESTGetRoomList, `{"Next":"","Count":20}`)
 	var out struct{ Next string }
-	json.Unmarshal(env.Response, &out)
+	if err := json.Unmarshal(env.Response, &out); err != nil {
+		t.Fatal(err)
+	}
 	for range 2 {
 		if env := call(t, s, tencent.RESTGetRoomList, fmt.Sprintf(`{"Next":%q}`, out.Next)); env.ErrorCode != tencent.CodeInternal {
 			t.Errorf("page 2: code %d, want %d", env.ErrorCode, tencent.CodeInternal)

@@ -115,13 +115,13 @@ func parseLabels(s string) map[string]string {
 		if eq < 0 || len(s) < eq+2 || s[eq+1] != '"' {
 			break
 		}
-		key, rest := s[:eq], s[eq+2:]
-		end := strings.IndexByte(rest, '"')
+		key, value := s[:eq], s[eq+2:]
+		end := strings.IndexByte(value, '"')
 		if end < 0 {
 			break
 		}
-		out[key] = rest[:end]
-		s = strings.TrimPrefix(rest[end+1:], ",")
+		out[key] = value[:end]
+		s = strings.TrimPrefix(value[end+1:], ",")
 	}
 	return out
 }
