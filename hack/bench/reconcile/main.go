@@ -9,7 +9,9 @@
 //     Job exists, nothing is left to write), waits until it has synced and reconciled every
 //     room, and measures its heap per room again. This is what a restarted or long-running
 //     manager holds; the cold-start figure also holds the Event recorder's cache of every
-//     Event sent in the last 6 to 12 minutes (one RecordingStarted per room here).
+//     Event sent in the last 6 to 12 minutes (one RecordingStarted per room here);
+//   - the callback server's cache: a manager with the callback role's cache options and
+//     room index, for its heap per room.
 //
 // At the point given by -time-at, a bare client-go loop also creates N equivalent Jobs
 // (same template, labels, environment and owner reference; another namespace) at the same
@@ -74,6 +76,8 @@ const (
 	nsBare1    = "bench-bare-before"
 	nsBare2    = "bench-bare-after"
 	policyName = "record-all"
+	// operatorNamespace is where the callback server would read its apps' token Secrets.
+	operatorNamespace = "liveroom-system"
 )
 
 type flags struct {
@@ -185,6 +189,7 @@ type result struct {
 	reconciles map[string]float64
 	cold       heap
 	steady     heap
+	callback   heap
 	steadyTook time.Duration
 	steadyRun  phase
 }
@@ -332,6 +337,17 @@ func runPoint(ctx context.Context, f *flags, n int) (*result, error) {
 	res.steady.after = heapAlloc()
 	writeHeapProfile(f.heapProfile, n, "steady")
 	mgr.stop()
+	mgr = nil
+
+	// The callback server's cache of the same rooms, for comparison: whole LiveRooms and
+	// their spec.roomId index, nothing else.
+	res.callback.before = heapAlloc()
+	if mgr, err = startCallbackCache(ctx, cfg, f); err != nil {
+		return nil, err
+	}
+	res.callback.settled = mgr.GetCache().WaitForCacheSync(ctx)
+	res.callback.after = heapAlloc()
+	mgr.stop()
 	return res, nil
 }
 
@@ -399,6 +415,27 @@ func startManager(ctx context.Context, cfg *rest.Config, f *flags) (*benchManage
 		return nil, err
 	}
 	if err := (&controllers.RecordingPolicyReconciler{Client: mgr.GetClient(), Scheme: mgr.GetScheme()}).SetupWithManager(mgr); err != nil {
+		return nil, err
+	}
+	mctx, cancel := context.WithCancel(ctx)
+	m := &benchManager{Manager: mgr, done: make(chan error, 1), cancel: cancel}
+	go func() { m.done <- mgr.Start(mctx) }()
+	return m, nil
+}
+
+// startCallbackCache starts a manager with the callback server's cache and room index
+// only: the callback server's memory that grows with the rooms.
+func startCallbackCache(ctx context.Context, cfg *rest.Config, f *flags) (*benchManager, error) {
+	mgr, err := ctrl.NewManager(withQPS(cfg, f.qps, f.burst), manager.Options{
+		Scheme:                 testenv.Scheme,
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		Cache:                  caches.CallbackServer(operatorNamespace), // as the callback role
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := roomstore.IndexRoomID(ctx, mgr.GetFieldIndexer()); err != nil {
 		return nil, err
 	}
 	mctx, cancel := context.WithCancel(ctx)
@@ -759,22 +796,25 @@ func (r *result) report() {
 		if !h.settled {
 			note = " (had not settled)"
 		}
-		fmt.Printf("manager heap, %-13s %6.1f MiB before start, %6.1f MiB settled -> %5.2f KiB per room%s\n", h.name+":",
+		fmt.Printf("%-28s %6.1f MiB before start, %6.1f MiB settled -> %5.2f KiB per room%s\n", "controller, "+h.name+":",
 			mib(h.before), mib(h.after), h.perRoom(r.rooms), note)
 	}
+	fmt.Printf("%-28s %6.1f MiB before start, %6.1f MiB synced  -> %5.2f KiB per room\n", "callback server's cache:",
+		mib(r.callback.before), mib(r.callback.after), r.callback.perRoom(r.rooms))
 	fmt.Println("  (HeapAlloc after forced GC: the LiveRoom, Job and RecordingPolicy caches, their namespace and")
 	fmt.Println("   spec.roomId indexes, workqueues; at cold start also the Event recorder's cache of the Events sent")
-	fmt.Println("   in the last 6 to 12 minutes, one RecordingStarted per room here, which a restarted manager has not)")
+	fmt.Println("   in the last 6 to 12 minutes, one RecordingStarted per room here, which a restarted manager has not;")
+	fmt.Println("   the callback server caches whole LiveRooms with their spec.roomId index, and no Jobs)")
 }
 
 // summary prints the figures of every point and the verdicts.
 func summary(f *flags, results []*result) {
 	fmt.Println()
 	fmt.Println("=== summary")
-	fmt.Printf("%8s | %-34s\n", "rooms", "manager heap per room, KiB: cold start / steady state (difference)")
+	fmt.Printf("%8s | %s\n", "rooms", "heap per room, KiB: controller cold start / steady state (difference); callback server cache")
 	for _, r := range results {
 		c, s := r.cold.perRoom(r.rooms), r.steady.perRoom(r.rooms)
-		fmt.Printf("%8d | %5.2f / %5.2f (%+.2f)\n", r.rooms, c, s, c-s)
+		fmt.Printf("%8d | %5.2f / %5.2f (%+.2f); %5.2f\n", r.rooms, c, s, c-s, r.callback.perRoom(r.rooms))
 	}
 	if len(results) > 1 {
 		lo, hi := results[0], results[len(results)-1]
@@ -839,4 +879,5 @@ func (benchApp) AppFor(namespace string) (apps.App, bool) {
 	return apps.App{SDKAppID: sdkAppID, EndedRoomTTL: 24 * time.Hour}, true
 }
 
-func (benchApp) Changes() <-chan event.GenericEvent { return nil }
+// Changes never fires: the bench's app never changes.
+func (benchApp) Changes() <-chan event.GenericEvent { return make(chan event.GenericEvent) }
