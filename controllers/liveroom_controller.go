@@ -49,6 +49,9 @@ type LiveRoomReconciler struct {
 	Apps AppLookup
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+
+	// jobPolicies are the policies recording Jobs were made from, by namespace.
+	jobPolicies policyNames
 }
 
 // +kubebuilder:rbac:groups=live.liveroom.io,resources=liverooms,verbs=get;list;watch;patch;delete
@@ -114,13 +117,9 @@ func (r *LiveRoomReconciler) reconcileRecordings(ctx context.Context, room *live
 	if err := r.List(ctx, &policies, client.InNamespace(room.Namespace)); err != nil {
 		return ctrl.Result{}, err
 	}
-	var jobs batchv1.JobList
-	if err := r.List(ctx, &jobs, client.InNamespace(room.Namespace), client.MatchingFields{jobOwnerField: room.Name}); err != nil {
+	byPolicy, err := r.roomJobs(ctx, room, policies.Items)
+	if err != nil {
 		return ctrl.Result{}, err
-	}
-	byPolicy := map[string]*batchv1.Job{}
-	for i := range jobs.Items {
-		byPolicy[jobs.Items[i].Labels[livev1.PolicyLabel]] = &jobs.Items[i]
 	}
 
 	var errs []error
@@ -337,28 +336,21 @@ func joinErrors(errs []error) string {
 	return strings.Join(msgs, "; ")
 }
 
-// jobOwnerField indexes recording Jobs by the LiveRoom that controls them.
-const jobOwnerField = ".metadata.controller"
-
 // SetupWithManager registers the reconciler. LiveRoom status updates that callbacks make
 // every second (audience, seats) do not wake it: only what decides recordings does.
 func (r *LiveRoomReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Apps == nil {
 		return errors.New("LiveRoomReconciler needs Apps, the registry of the serving apps")
 	}
-	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &batchv1.Job{}, jobOwnerField, func(o client.Object) []string {
-		owner := metav1.GetControllerOf(o)
-		if owner == nil || owner.APIVersion != livev1.GroupVersion.String() || owner.Kind != "LiveRoom" {
-			return nil
-		}
-		return []string{owner.Name}
-	}); err != nil {
+	// The Job informer starts with the cache, in every replica, rather than with the
+	// controller once the cache has synced: a replica taking over the lease, or starting,
+	// lists Jobs and rooms at once.
+	if _, err := mgr.GetCache().GetInformer(context.Background(), &batchv1.Job{}); err != nil {
 		return err
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&livev1.LiveRoom{}, builder.WithPredicates(roomRecordingChanged)).
-		// The reconcile that creates a Job records it already; a restart lists every room.
-		Owns(&batchv1.Job{}, builder.WithPredicates(predicate.Funcs{CreateFunc: func(event.CreateEvent) bool { return false }})).
+		Watches(&batchv1.Job{}, r.jobEvents()).
 		Watches(&livev1.RecordingPolicy{}, handler.EnqueueRequestsFromMapFunc(r.roomsOfPolicy), builder.WithPredicates(policyRecordingChanged)).
 		// An app's TTL or REST client changing concerns every room of its namespace.
 		WatchesRawSource(source.Channel(r.Apps.Changes(), handler.EnqueueRequestsFromMapFunc(r.roomsOfApp))).
@@ -425,8 +417,8 @@ func (r *LiveRoomReconciler) roomsOfPolicy(ctx context.Context, o client.Object)
 	var jobs batchv1.JobList
 	if err := r.List(ctx, &jobs, client.InNamespace(p.Namespace), client.MatchingLabels{livev1.PolicyLabel: policyKey(p.Name)}); err == nil {
 		for i := range jobs.Items {
-			if owner := metav1.GetControllerOf(&jobs.Items[i]); owner != nil && owner.Kind == "LiveRoom" {
-				add(owner.Name)
+			if room := roomOfJob(&jobs.Items[i]); room != "" {
+				add(room)
 			}
 		}
 	}

@@ -1,12 +1,26 @@
-// Command reconcile benchmarks the LiveRoom controller's cold start: with N live
-// LiveRooms and one RecordingPolicy selecting them all already stored, it starts a
-// manager wired as main.go wires the reconcilers (same cache options, client QPS/burst)
-// and measures the time until all N recording Jobs exist. In the same run, a bare
-// client-go loop creates N equivalent Jobs (same template, labels, environment and owner
-// reference; another namespace) at the same QPS and burst and the same concurrency as
-// the controller's workers, once before the manager starts and once after it stopped.
-// It also reports the manager's heap per room: HeapAlloc after a forced GC once the
-// controller has settled, minus the same before the manager started, divided by N.
+// Command reconcile benchmarks the LiveRoom controller at a list of room counts. At each
+// point it stores N live LiveRooms and one RecordingPolicy selecting them all in a fresh
+// envtest control plane, then:
+//
+//   - cold start: it starts a manager wired as the controller role's (same cache options,
+//     client QPS/burst) and measures the time until all N recording Jobs exist, and the
+//     manager's heap per room once the controller has settled;
+//   - steady state: it stops that manager and starts a fresh one on the same objects (every
+//     Job exists, nothing is left to write), waits until it has synced and reconciled every
+//     room, and measures its heap per room again. This is what a restarted or long-running
+//     manager holds; the cold-start figure also holds the Event recorder's cache of every
+//     Event sent in the last 6 to 12 minutes (one RecordingStarted per room here);
+//   - the callback server's cache: a manager with the callback role's cache options and
+//     room index, for its heap per room.
+//
+// At the point given by -time-at, a bare client-go loop also creates N equivalent Jobs
+// (same template, labels, environment and owner reference; another namespace) at the same
+// QPS and burst and the same concurrency as the controller's workers, once before the
+// manager starts and once after it stopped, for the time comparison.
+//
+// Heap per room is HeapAlloc after a forced GC with the manager running, minus the same
+// before the manager started, divided by N. The verdict on memory is the steady-state
+// figure at the largest point.
 package main
 
 import (
@@ -62,10 +76,14 @@ const (
 	nsBare1    = "bench-bare-before"
 	nsBare2    = "bench-bare-after"
 	policyName = "record-all"
+	// operatorNamespace is where the callback server would read its apps' token Secrets.
+	operatorNamespace = "liveroom-system"
 )
 
 type flags struct {
-	rooms        int
+	rooms        []int
+	timeAt       int
+	heapTarget   float64
 	qps          float64
 	burst        int
 	workers      int
@@ -80,20 +98,29 @@ type flags struct {
 
 func parseFlags() (*flags, error) {
 	f := &flags{}
-	flag.IntVar(&f.rooms, "rooms", 2000, "live LiveRooms (and so recording Jobs)")
+	rooms := flag.String("rooms", "2000,10000", "comma-separated room counts (and so recording Jobs), one fresh control plane each")
+	flag.IntVar(&f.timeAt, "time-at", 2000, "the room count at which the controller's time is compared with the bare loop's (0: nowhere)")
+	flag.Float64Var(&f.heapTarget, "heap-target", 5, "most steady-state heap per room, in KiB, allowed at the largest room count")
 	flag.Float64Var(&f.qps, "qps", 100, "client QPS of the manager and of the bare loop (main.go's --kube-api-qps default)")
 	flag.IntVar(&f.burst, "burst", 200, "client burst of the manager and of the bare loop (main.go's --kube-api-burst default)")
 	flag.IntVar(&f.workers, "workers", 1, "MaxConcurrentReconciles of the manager's controllers, and the bare loop's concurrency")
 	flag.Float64Var(&f.setupQPS, "setup-qps", 5000, "client QPS used to create the rooms beforehand")
 	flag.IntVar(&f.setupWorkers, "setup-workers", 32, "concurrency used to create the rooms beforehand")
 	flag.BoolVar(&f.bareAfter, "bare-after", true, "run the bare loop a second time after the manager stopped")
-	flag.DurationVar(&f.timeout, "timeout", 10*time.Minute, "give up waiting for the controller after this long")
-	flag.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of the manager phase to this file")
-	flag.StringVar(&f.heapProfile, "heapprofile", "", "write a heap profile taken at the heap measurement to this file")
+	flag.DurationVar(&f.timeout, "timeout", 15*time.Minute, "give up waiting for the controller after this long")
+	flag.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of each cold start to this file, suffixed .<rooms>")
+	flag.StringVar(&f.heapProfile, "heapprofile", "", "write heap profiles taken at the heap measurements to this file, suffixed .<rooms>.cold and .<rooms>.steady")
 	flag.IntVar(&f.memRate, "memprofilerate", 0, "runtime.MemProfileRate for -heapprofile (0: Go's default, 512 KiB; lower is finer and slower)")
 	flag.Parse()
-	if f.rooms < 1 || f.workers < 1 || f.burst < 1 || f.qps <= 0 {
-		return nil, errors.New("-rooms, -workers, -burst and -qps must be positive")
+	for _, s := range strings.Split(*rooms, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("-rooms: %q is not a positive number", s)
+		}
+		f.rooms = append(f.rooms, n)
+	}
+	if f.workers < 1 || f.burst < 1 || f.qps <= 0 {
+		return nil, errors.New("-workers, -burst and -qps must be positive")
 	}
 	return f, nil
 }
@@ -109,10 +136,20 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, f); err != nil {
-		fmt.Fprintln(os.Stderr, "reconcile: setup failed:", err)
-		os.Exit(1)
+	ctrl.SetLogger(logr.Discard())
+	fmt.Printf("GOMAXPROCS=%d, NumCPU=%d: bench process (manager or bare loop), kube-apiserver and etcd share these cores.\n", runtime.GOMAXPROCS(0), runtime.NumCPU())
+	var results []*result
+	for _, n := range f.rooms {
+		fmt.Printf("\n=== %d rooms\n", n)
+		res, err := runPoint(ctx, f, n)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "reconcile: setup failed:", err)
+			os.Exit(1)
+		}
+		res.report()
+		results = append(results, res)
 	}
+	summary(f, results)
 }
 
 // withQPS is cfg with its own client-side rate limit.
@@ -131,47 +168,71 @@ type phase struct {
 	errs int
 }
 
-func run(ctx context.Context, f *flags) error {
-	ctrl.SetLogger(logr.Discard())
+// heap is a manager's heap: HeapAlloc before it started and once it settled.
+type heap struct {
+	before, after uint64
+	settled       bool
+}
+
+func (h heap) perRoom(n int) float64 {
+	return (float64(h.after) - float64(h.before)) / float64(n) / 1024
+}
+
+// result is what one point measured.
+type result struct {
+	rooms      int
+	bares      []phase
+	ctrl       phase
+	finished   bool
+	tFirst     time.Duration
+	tSettled   time.Duration
+	reconciles map[string]float64
+	cold       heap
+	steady     heap
+	callback   heap
+	steadyTook time.Duration
+	steadyRun  phase
+}
+
+func runPoint(ctx context.Context, f *flags, n int) (*result, error) {
 	env, cfg, err := testenv.Start()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer func() { _ = env.Stop() }()
 	scheme := testenv.Scheme
 	setup, err := client.New(withQPS(cfg, f.setupQPS, 2*int(f.setupQPS)), client.Options{Scheme: scheme})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	metricsCl, err := measure.MetricsClient(cfg)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	scrape := func() map[string]float64 {
 		return measure.APIRequests(ctx, metricsCl, "jobs", "liverooms", "recordingpolicies", "events")
 	}
-
-	fmt.Printf("GOMAXPROCS=%d, NumCPU=%d: bench process (manager or bare loop), kube-apiserver and etcd share these cores.\n", runtime.GOMAXPROCS(0), runtime.NumCPU())
-	fmt.Printf("%d rooms, client QPS/burst %g/%d, concurrency %d (controller MaxConcurrentReconciles = bare loop workers)\n", f.rooms, f.qps, f.burst, f.workers)
+	withTime := n == f.timeAt
+	fmt.Printf("%d rooms, client QPS/burst %g/%d, concurrency %d (controller MaxConcurrentReconciles = bare loop workers)\n", n, f.qps, f.burst, f.workers)
 
 	// The rooms, as the callback server stores them, and the policy.
 	for _, ns := range []string{nsRooms, nsBare1, nsBare2} {
 		if err := setup.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	t := time.Now()
-	rooms, err := createRooms(ctx, setup, f)
+	rooms, err := createRooms(ctx, setup, n, f.setupWorkers)
 	if err != nil {
-		return fmt.Errorf("creating rooms: %w", err)
+		return nil, fmt.Errorf("creating rooms: %w", err)
 	}
 	pol := recordingPolicy()
 	if err := setup.Create(ctx, pol); err != nil {
-		return err
+		return nil, err
 	}
 	fmt.Printf("setup: %d live rooms and 1 policy created in %s\n", len(rooms), time.Since(t).Round(time.Millisecond))
 
-	var phases []phase
+	res := &result{rooms: n}
 	bare := func(ns string) error {
 		api0, cpu0, t0 := scrape(), measure.CPUMillis(), time.Now()
 		took, errs, err := bareLoop(ctx, withQPS(cfg, f.qps, f.burst), f.workers, rooms, pol, ns)
@@ -179,148 +240,76 @@ func run(ctx context.Context, f *flags) error {
 			return err
 		}
 		cpu := diff(cpu0, measure.CPUMillis())
-		phases = append(phases, phase{name: "bare loop, " + strings.TrimPrefix(ns, "bench-"), took: took, errs: errs,
+		res.bares = append(res.bares, phase{name: "bare loop, " + strings.TrimPrefix(ns, "bench-"), took: took, errs: errs,
 			wall: time.Since(t0), cpu: cpu, api: diff(api0, scrape())})
 		return nil
 	}
-	if err := bare(nsBare1); err != nil {
-		return err
-	}
-	// The manager caches every Job with the room label: remove these before it starts.
-	if err := setup.DeleteAllOf(ctx, &batchv1.Job{}, client.InNamespace(nsBare1), client.PropagationPolicy(metav1.DeletePropagationBackground)); err != nil {
-		return err
-	}
-	for {
-		var jobs metav1.PartialObjectMetadataList
-		jobs.SetGroupVersionKind(batchv1.SchemeGroupVersion.WithKind("JobList"))
-		if err := setup.List(ctx, &jobs, client.InNamespace(nsBare1)); err != nil {
-			return err
+	if withTime {
+		if err := bare(nsBare1); err != nil {
+			return nil, err
 		}
-		if len(jobs.Items) == 0 {
-			break
+		// The manager caches every Job with the room label: remove these before it starts.
+		if err := deleteJobs(ctx, setup, nsBare1); err != nil {
+			return nil, err
 		}
-		time.Sleep(100 * time.Millisecond)
 	}
 
 	// Count the controller's Jobs through a watch started before the manager.
-	counter, err := watchJobs(ctx, cfg, nsRooms, f.rooms)
+	counter, err := watchJobs(ctx, cfg, nsRooms, n)
 	if err != nil {
-		return err
+		return nil, err
 	}
 
 	// Heap before: everything the manager will add comes after this.
-	// The setup client and room objects are not the manager's: let the GC take them.
-	setup, rooms = nil, nil
-	heapBefore := heapAlloc()
+	// The room objects are not the manager's: let the GC take them.
+	rooms = nil
+	res.cold.before = heapAlloc()
 
-	stopProfile, err := measure.CPUProfile(f.cpuProfile)
+	stopProfile, err := measure.CPUProfile(suffixed(f.cpuProfile, n))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer stopProfile()
 	api0, cpu0 := scrape(), measure.CPUMillis()
-	mgrCtx, stopMgr := context.WithCancel(ctx)
-	mgr, err := ctrl.NewManager(withQPS(cfg, f.qps, f.burst), manager.Options{
-		Scheme:                 scheme,
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		Controller:             config.Controller{MaxConcurrentReconciles: f.workers},
-		Cache:                  caches.Controller(), // as main.go
-
-	})
-	if err != nil {
-		stopMgr()
-		return err
-	}
-	if err := roomstore.IndexRoomID(ctx, mgr.GetFieldIndexer()); err != nil {
-		stopMgr()
-		return err
-	}
-	if err := (&controllers.LiveRoomReconciler{
-		Client: mgr.GetClient(), Scheme: mgr.GetScheme(), Recorder: mgr.GetEventRecorder(controllers.FieldOwner), Apps: benchApp{},
-	}).SetupWithManager(mgr); err != nil {
-		stopMgr()
-		return err
-	}
-	if err := (&controllers.RecordingPolicyReconciler{Client: mgr.GetClient(), Scheme: mgr.GetScheme()}).SetupWithManager(mgr); err != nil {
-		stopMgr()
-		return err
-	}
+	reconciles0 := reconcileCounts()
 	start := time.Now()
-	mgrDone := make(chan error, 1)
-	go func() { mgrDone <- mgr.Start(mgrCtx) }()
-	stopManager := func() {
-		stopMgr()
-		if err := <-mgrDone; err != nil {
-			fmt.Fprintln(os.Stderr, "manager:", err)
-		}
+	mgr, err := startManager(ctx, cfg, f)
+	if err != nil {
+		return nil, err
 	}
 
 	// Until all Jobs exist.
-	var tJobs time.Duration
-	finished := true
+	res.finished = true
 	select {
 	case <-counter.done:
-		tJobs = counter.last.Sub(start)
-	case err := <-mgrDone:
-		return fmt.Errorf("manager stopped: %v", err)
+		res.ctrl.took = counter.last.Sub(start)
+	case err := <-mgr.done:
+		return nil, fmt.Errorf("manager stopped: %v", err)
 	case <-time.After(f.timeout):
-		finished = false
-		tJobs = time.Since(start)
+		res.finished = false
+		res.ctrl.took = time.Since(start)
 	case <-ctx.Done():
-		stopManager()
-		return ctx.Err()
+		mgr.stop()
+		return nil, ctx.Err()
 	}
-	tFirst := counter.firstAt().Sub(start)
+	res.tFirst = counter.firstAt().Sub(start)
 
 	// Then until the controller settled: Jobs in its cache, every room's status showing
 	// its recording, and no reconcile between two polls half a second apart.
-	settleStart := time.Now()
-	var tSettled time.Duration
-	settled := false
-	var lastTotal float64 = -1
-	for time.Since(settleStart) < 2*time.Minute && ctx.Err() == nil {
-		time.Sleep(500 * time.Millisecond)
-		jobs, recorded := cacheState(ctx, mgr.GetCache())
-		total := sumMetric("controller_runtime_reconcile_total", "")
-		if jobs >= f.rooms && recorded >= f.rooms {
-			if tSettled == 0 {
-				tSettled = time.Since(start)
-			}
-			if total == lastTotal {
-				settled = true
-				break
-			}
-		}
-		lastTotal = total
-	}
+	res.tSettled, res.cold.settled = mgr.settle(ctx, n, false, start)
 	pprof.StopCPUProfile()
-	ctrlPhase := phase{name: "controller", took: tJobs, wall: time.Since(start), cpu: diff(cpu0, measure.CPUMillis()), api: diff(api0, scrape())}
-	heapAfter := heapAlloc()
-	if f.heapProfile != "" {
-		if hf, err := os.Create(f.heapProfile); err == nil {
-			_ = pprof.WriteHeapProfile(hf)
-			hf.Close()
-		}
-	}
-	reconciles := map[string]float64{}
-	for _, c := range []string{"liveroom", "recordingpolicy"} {
-		reconciles[c] = sumMetric("controller_runtime_reconcile_total", c)
-		reconciles[c+" errors"] = sumMetric("controller_runtime_reconcile_errors_total", c)
-		reconciles[c+" seconds"] = sumMetric("controller_runtime_reconcile_time_seconds", c)
-	}
-	stopManager()
-	runtime.KeepAlive(mgr)
+	res.ctrl = phase{name: "controller", took: res.ctrl.took, wall: time.Since(start), cpu: diff(cpu0, measure.CPUMillis()), api: diff(api0, scrape())}
+	res.cold.after = heapAlloc()
+	writeHeapProfile(f.heapProfile, n, "cold")
+	res.reconciles = diff(reconciles0, reconcileCounts())
+	mgr.stop()
+	mgr = nil
 
-	if f.bareAfter {
+	if withTime && f.bareAfter {
 		// The rooms' UIDs again, for the owner references.
-		c, err := client.New(withQPS(cfg, f.setupQPS, 2*int(f.setupQPS)), client.Options{Scheme: scheme})
-		if err != nil {
-			return err
-		}
 		var list livev1.LiveRoomList
-		if err := c.List(ctx, &list, client.InNamespace(nsRooms)); err != nil {
-			return err
+		if err := setup.List(ctx, &list, client.InNamespace(nsRooms)); err != nil {
+			return nil, err
 		}
 		rooms = make([]*livev1.LiveRoom, len(list.Items))
 		for i := range list.Items {
@@ -328,18 +317,189 @@ func run(ctx context.Context, f *flags) error {
 		}
 		slices.SortFunc(rooms, func(a, b *livev1.LiveRoom) int { return strings.Compare(a.Name, b.Name) })
 		if err := bare(nsBare2); err != nil {
-			return err
+			return nil, err
+		}
+		rooms = nil
+		if err := deleteJobs(ctx, setup, nsBare2); err != nil {
+			return nil, err
 		}
 	}
 
-	report(f, phases, ctrlPhase, finished, tFirst, tSettled, settled, heapBefore, heapAfter, reconciles)
-	return nil
+	// Steady state: a fresh manager on the same objects.
+	res.steady.before = heapAlloc()
+	api0, cpu0 = scrape(), measure.CPUMillis()
+	start = time.Now()
+	if mgr, err = startManager(ctx, cfg, f); err != nil {
+		return nil, err
+	}
+	res.steadyTook, res.steady.settled = mgr.settle(ctx, n, true, start)
+	res.steadyRun = phase{name: "steady state", took: res.steadyTook, wall: time.Since(start), cpu: diff(cpu0, measure.CPUMillis()), api: diff(api0, scrape())}
+	res.steady.after = heapAlloc()
+	writeHeapProfile(f.heapProfile, n, "steady")
+	mgr.stop()
+	mgr = nil
+
+	// The callback server's cache of the same rooms, for comparison: whole LiveRooms and
+	// their spec.roomId index, nothing else.
+	res.callback.before = heapAlloc()
+	if mgr, err = startCallbackCache(ctx, cfg, f); err != nil {
+		return nil, err
+	}
+	res.callback.settled = mgr.GetCache().WaitForCacheSync(ctx)
+	res.callback.after = heapAlloc()
+	mgr.stop()
+	return res, nil
+}
+
+func suffixed(path string, n int) string {
+	if path == "" {
+		return ""
+	}
+	return fmt.Sprintf("%s.%d", path, n)
+}
+
+func writeHeapProfile(path string, n int, phase string) {
+	if path == "" {
+		return
+	}
+	if hf, err := os.Create(fmt.Sprintf("%s.%d.%s", path, n, phase)); err == nil {
+		_ = pprof.WriteHeapProfile(hf)
+		hf.Close()
+	}
+}
+
+// deleteJobs deletes the Jobs of a namespace and waits until they are gone.
+func deleteJobs(ctx context.Context, c client.Client, ns string) error {
+	if err := c.DeleteAllOf(ctx, &batchv1.Job{}, client.InNamespace(ns), client.PropagationPolicy(metav1.DeletePropagationBackground)); err != nil {
+		return err
+	}
+	for {
+		var jobs metav1.PartialObjectMetadataList
+		jobs.SetGroupVersionKind(batchv1.SchemeGroupVersion.WithKind("JobList"))
+		if err := c.List(ctx, &jobs, client.InNamespace(ns)); err != nil {
+			return err
+		}
+		if len(jobs.Items) == 0 {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// benchManager is a running manager of the controller role.
+type benchManager struct {
+	manager.Manager
+	done   chan error
+	cancel context.CancelFunc
+}
+
+// startManager starts a manager wired as the controller role's.
+func startManager(ctx context.Context, cfg *rest.Config, f *flags) (*benchManager, error) {
+	mgr, err := ctrl.NewManager(withQPS(cfg, f.qps, f.burst), manager.Options{
+		Scheme:                 testenv.Scheme,
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		// The steady-state manager registers the same controllers again in this process.
+		Controller: config.Controller{MaxConcurrentReconciles: f.workers, SkipNameValidation: new(true)},
+		Cache:      caches.Controller(), // as the controller role
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := roomstore.IndexRoomID(ctx, mgr.GetFieldIndexer()); err != nil {
+		return nil, err
+	}
+	if err := (&controllers.LiveRoomReconciler{
+		Client: mgr.GetClient(), Scheme: mgr.GetScheme(), Recorder: mgr.GetEventRecorder(controllers.FieldOwner), Apps: benchApp{},
+	}).SetupWithManager(mgr); err != nil {
+		return nil, err
+	}
+	if err := (&controllers.RecordingPolicyReconciler{Client: mgr.GetClient(), Scheme: mgr.GetScheme()}).SetupWithManager(mgr); err != nil {
+		return nil, err
+	}
+	mctx, cancel := context.WithCancel(ctx)
+	m := &benchManager{Manager: mgr, done: make(chan error, 1), cancel: cancel}
+	go func() { m.done <- mgr.Start(mctx) }()
+	return m, nil
+}
+
+// startCallbackCache starts a manager with the callback server's cache and room index
+// only: the callback server's memory that grows with the rooms.
+func startCallbackCache(ctx context.Context, cfg *rest.Config, f *flags) (*benchManager, error) {
+	mgr, err := ctrl.NewManager(withQPS(cfg, f.qps, f.burst), manager.Options{
+		Scheme:                 testenv.Scheme,
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		Cache:                  caches.CallbackServer(operatorNamespace), // as the callback role
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := roomstore.IndexRoomID(ctx, mgr.GetFieldIndexer()); err != nil {
+		return nil, err
+	}
+	mctx, cancel := context.WithCancel(ctx)
+	m := &benchManager{Manager: mgr, done: make(chan error, 1), cancel: cancel}
+	go func() { m.done <- mgr.Start(mctx) }()
+	return m, nil
+}
+
+func (m *benchManager) stop() {
+	m.cancel()
+	if err := <-m.done; err != nil {
+		fmt.Fprintln(os.Stderr, "manager:", err)
+	}
+}
+
+// settle waits until the manager's cache holds n Jobs and n rooms showing their
+// recording and, with everyRoom, it has reconciled n rooms since settle was called; then
+// until no reconcile runs between two polls half a second apart, for at most two minutes.
+// It returns when the first condition held, from start, and whether the second followed.
+func (m *benchManager) settle(ctx context.Context, n int, everyRoom bool, start time.Time) (time.Duration, bool) {
+	if !m.GetCache().WaitForCacheSync(ctx) {
+		return time.Since(start), false
+	}
+	base := reconcileCounts()["liveroom"]
+	var ready time.Time
+	lastTotal := -1.0
+	for ctx.Err() == nil && (ready.IsZero() || time.Since(ready) < 2*time.Minute) {
+		time.Sleep(500 * time.Millisecond)
+		jobs, recorded := cacheState(ctx, m.GetCache())
+		counts := reconcileCounts()
+		total := counts["liveroom"] + counts["recordingpolicy"]
+		reconciled := !everyRoom || counts["liveroom"]-base >= float64(n)
+		if jobs >= n && recorded >= n && reconciled {
+			if ready.IsZero() {
+				ready = time.Now()
+			}
+			if total == lastTotal {
+				return ready.Sub(start), true
+			}
+		}
+		lastTotal = total
+	}
+	if ready.IsZero() {
+		return time.Since(start), false
+	}
+	return ready.Sub(start), false
+}
+
+// reconcileCounts reads the controllers' reconcile counters: the number, the errors and
+// the seconds spent, per controller.
+func reconcileCounts() map[string]float64 {
+	out := map[string]float64{}
+	for _, c := range []string{"liveroom", "recordingpolicy"} {
+		out[c] = sumMetric("controller_runtime_reconcile_total", c)
+		out[c+" errors"] = sumMetric("controller_runtime_reconcile_errors_total", c)
+		out[c+" seconds"] = sumMetric("controller_runtime_reconcile_time_seconds", c)
+	}
+	return out
 }
 
 // createRooms stores rooms the way the callback server does (object, then status) and
 // returns them in name order.
-func createRooms(ctx context.Context, c client.Client, f *flags) ([]*livev1.LiveRoom, error) {
-	rooms := make([]*livev1.LiveRoom, f.rooms)
+func createRooms(ctx context.Context, c client.Client, n, workers int) ([]*livev1.LiveRoom, error) {
+	rooms := make([]*livev1.LiveRoom, n)
 	created := time.Now().Add(-time.Minute).Unix()
 	for i := range rooms {
 		id := fmt.Sprintf("room-%06d", i)
@@ -362,7 +522,7 @@ func createRooms(ctx context.Context, c client.Client, f *flags) ([]*livev1.Live
 	var firstErr error
 	var once sync.Once
 	var wg sync.WaitGroup
-	for range f.setupWorkers {
+	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -594,9 +754,9 @@ func diff(before, after map[string]float64) map[string]float64 {
 	return out
 }
 
-func report(f *flags, bares []phase, c phase, finished bool, tFirst, tSettled time.Duration, settled bool,
-	heapBefore, heapAfter uint64, reconciles map[string]float64) {
-	n := float64(f.rooms)
+// report prints one point's measurements.
+func (r *result) report() {
+	n := float64(r.rooms)
 	fmt.Println()
 	fmt.Printf("%-22s | %12s %7s | %-s\n", "", "time to Jobs", "Jobs/s", "per Job: kube-apiserver requests; CPU ms (bench process / kube-apiserver / etcd); other processes' load")
 	row := func(p phase, note string) {
@@ -604,50 +764,96 @@ func report(f *flags, bares []phase, c phase, finished bool, tFirst, tSettled ti
 		fmt.Printf("%-22s | %12s %7.1f | %s; CPU %.2f / %.2f / %.2f; other %.2f cores%s\n", p.name, p.took.Round(time.Millisecond), n/p.took.Seconds(),
 			apiSummary(p.api, n), p.cpu["self"]/n, p.cpu["kube-apiserver"]/n, p.cpu["etcd"]/n, other, note)
 	}
-	var bareSum time.Duration
-	for _, b := range bares {
+	for _, b := range r.bares {
 		note := ""
 		if b.errs > 0 {
 			note = fmt.Sprintf(" (%d creates failed)", b.errs)
 		}
 		row(b, note)
-		bareSum += b.took
 	}
-	bareMean := bareSum / time.Duration(len(bares))
 	note := ""
-	if !finished {
+	if !r.finished {
 		note = " (DID NOT FINISH)"
 	}
-	row(c, note)
+	row(r.ctrl, note)
 	fmt.Printf("%-22s   first Job after %s; all rooms' status showing their recording after %s\n", "",
-		tFirst.Round(time.Millisecond), tSettled.Round(time.Millisecond))
+		r.tFirst.Round(time.Millisecond), r.tSettled.Round(time.Millisecond))
 	for _, name := range []string{"liveroom", "recordingpolicy"} {
+		rc := r.reconciles
 		fmt.Printf("%-22s   %s reconciles: %.0f (%.0f errors), %.1fs in Reconcile in total, %.2fms mean\n", "", name,
-			reconciles[name], reconciles[name+" errors"], reconciles[name+" seconds"], 1000*reconciles[name+" seconds"]/max(1, reconciles[name]))
+			rc[name], rc[name+" errors"], rc[name+" seconds"], 1000*rc[name+" seconds"]/max(1, rc[name]))
 	}
-	if !settled {
-		fmt.Printf("%-22s   the controller had not settled when the heap was measured\n", "")
-	}
+	fmt.Printf("%-22s | %12s %7s | requests per room: %s\n", "restarted manager", r.steadyTook.Round(time.Millisecond), "",
+		orNone(apiSummary(r.steadyRun.api, n)))
+	fmt.Printf("%-22s   (time until synced and every room reconciled; Jobs all exist, nothing to write)\n", "")
 
-	perRoom := (float64(heapAfter) - float64(heapBefore)) / n / 1024
 	fmt.Println()
-	fmt.Printf("manager heap: %.1f MiB before start, %.1f MiB settled -> %.2f KiB per room\n",
-		float64(heapBefore)/(1<<20), float64(heapAfter)/(1<<20), perRoom)
-	fmt.Println("  (HeapAlloc after forced GC; includes the LiveRoom cache with the controller's status, the Job cache,")
-	fmt.Println("   the RecordingPolicy cache, the spec.roomId and Job owner indexes, workqueues and the Event recorder's")
-	fmt.Println("   series cache of the Events sent in the last 6 minutes)")
+	for _, h := range []struct {
+		name string
+		heap
+	}{{"cold start", r.cold}, {"steady state", r.steady}} {
+		note := ""
+		if !h.settled {
+			note = " (had not settled)"
+		}
+		fmt.Printf("%-28s %6.1f MiB before start, %6.1f MiB settled -> %5.2f KiB per room%s\n", "controller, "+h.name+":",
+			mib(h.before), mib(h.after), h.perRoom(r.rooms), note)
+	}
+	fmt.Printf("%-28s %6.1f MiB before start, %6.1f MiB synced  -> %5.2f KiB per room\n", "callback server's cache:",
+		mib(r.callback.before), mib(r.callback.after), r.callback.perRoom(r.rooms))
+	fmt.Println("  (HeapAlloc after forced GC: the LiveRoom, Job and RecordingPolicy caches, their namespace and")
+	fmt.Println("   spec.roomId indexes, workqueues; at cold start also the Event recorder's cache of the Events sent")
+	fmt.Println("   in the last 6 to 12 minutes, one RecordingStarted per room here, which a restarted manager has not;")
+	fmt.Println("   the callback server caches whole LiveRooms with their spec.roomId index, and no Jobs)")
+}
+
+// summary prints the figures of every point and the verdicts.
+func summary(f *flags, results []*result) {
 	fmt.Println()
-	ratio := c.took.Seconds() / bareMean.Seconds()
-	verdict := "PASS"
-	if !finished || ratio > 1.25 {
-		verdict = "FAIL"
+	fmt.Println("=== summary")
+	fmt.Printf("%8s | %s\n", "rooms", "heap per room, KiB: controller cold start / steady state (difference); callback server cache")
+	for _, r := range results {
+		c, s := r.cold.perRoom(r.rooms), r.steady.perRoom(r.rooms)
+		fmt.Printf("%8d | %5.2f / %5.2f (%+.2f); %5.2f\n", r.rooms, c, s, c-s, r.callback.perRoom(r.rooms))
 	}
-	fmt.Printf("%s  controller time %.2f x bare loop (mean %s; target <= 1.25)\n", verdict, ratio, bareMean.Round(time.Millisecond))
-	verdict = "PASS"
-	if perRoom >= 10 {
-		verdict = "FAIL"
+	if len(results) > 1 {
+		lo, hi := results[0], results[len(results)-1]
+		marginal := (float64(hi.steady.after-hi.steady.before) - float64(lo.steady.after-lo.steady.before)) / float64(hi.rooms-lo.rooms) / 1024
+		fixed := float64(hi.steady.after-hi.steady.before)/(1<<20) - marginal*float64(hi.rooms)/1024
+		fmt.Printf("steady state, from %d to %d rooms: %.2f KiB per added room, plus %.1f MiB whatever the rooms\n", lo.rooms, hi.rooms, marginal, fixed)
 	}
-	fmt.Printf("%s  heap per room %.2f KiB (target < 10 KiB)\n", verdict, perRoom)
+	fmt.Println()
+	for _, r := range results {
+		if len(r.bares) == 0 {
+			continue
+		}
+		var sum time.Duration
+		for _, b := range r.bares {
+			sum += b.took
+		}
+		mean := sum / time.Duration(len(r.bares))
+		ratio := r.ctrl.took.Seconds() / mean.Seconds()
+		fmt.Printf("%s  controller time %.2f x bare loop at %d rooms (mean %s; target <= 1.25)\n", verdict(r.finished && ratio <= 1.25), ratio, r.rooms, mean.Round(time.Millisecond))
+	}
+	last := results[len(results)-1]
+	perRoom := last.steady.perRoom(last.rooms)
+	fmt.Printf("%s  steady-state heap per room %.2f KiB at %d rooms (target <= %g KiB)\n", verdict(last.steady.settled && perRoom <= f.heapTarget), perRoom, last.rooms, f.heapTarget)
+}
+
+func verdict(ok bool) string {
+	if ok {
+		return "PASS"
+	}
+	return "FAIL"
+}
+
+func mib(b uint64) float64 { return float64(b) / (1 << 20) }
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
 }
 
 // apiSummary lists the writes (and any non-watch reads) per Job, "VERB resource code n".
@@ -673,4 +879,5 @@ func (benchApp) AppFor(namespace string) (apps.App, bool) {
 	return apps.App{SDKAppID: sdkAppID, EndedRoomTTL: 24 * time.Hour}, true
 }
 
-func (benchApp) Changes() <-chan event.GenericEvent { return nil }
+// Changes never fires: the bench's app never changes.
+func (benchApp) Changes() <-chan event.GenericEvent { return make(chan event.GenericEvent) }
