@@ -216,7 +216,8 @@ func (r *LiveRoomReconciler) finalizeDeclared(ctx context.Context, room *livev1.
 		r.Recorder.Eventf(room, nil, corev1.EventTypeNormal, "Orphaned", "Delete", "Left room %s running in Tencent (deletionPolicy Orphan)", room.Spec.RoomID)
 	case state == livev1.TencentRoomTaken:
 	case r.tencentFor(room) == nil:
-		r.Recorder.Eventf(room, nil, corev1.EventTypeWarning, "NotDestroyed", "Delete", "Room %s was not destroyed in Tencent: %s", room.Spec.RoomID, noAPIMessage(room))
+		r.Recorder.Eventf(room, nil, corev1.EventTypeWarning, "NotDestroyed", "Delete",
+			"Room %s was not destroyed in Tencent: %s", room.Spec.RoomID, noAPIMessage(room))
 	default:
 		if err := r.destroyOwn(ctx, r.tencentFor(room), room, state == livev1.TencentRoomCreated); err != nil {
 			r.Recorder.Eventf(room, nil, corev1.EventTypeWarning, "DestroyFailed", "Delete", "Destroying room %s in Tencent failed: %v", room.Spec.RoomID, err)

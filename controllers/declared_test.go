@@ -38,7 +38,7 @@ func declaredRoom(ns, name, roomID string, policy livev1.DeletionPolicy) *livev1
 	}
 }
 
-func syncedReason(t *testing.T, room *livev1.LiveRoom) func() string {
+func syncedReason(room *livev1.LiveRoom) func() string {
 	return func() string {
 		var cur livev1.LiveRoom
 		if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(room), &cur); err != nil {
@@ -65,7 +65,7 @@ func TestDeclaredRoomCreatedUpdatedDestroyed(t *testing.T) {
 	room := declaredRoom(ns, "git-room", "git-room-1", "")
 	g.Expect(k8s.Create(ctx, room)).To(Succeed())
 
-	g.Eventually(syncedReason(t, room), wait).Should(Equal("True/Created"))
+	g.Eventually(syncedReason(room), wait).Should(Equal("True/Created"))
 	info, ok := fakeTencent.Room("git-room-1")
 	g.Expect(ok).To(BeTrue())
 	g.Expect(*info.RoomName).To(Equal("from git"))
@@ -80,7 +80,7 @@ func TestDeclaredRoomCreatedUpdatedDestroyed(t *testing.T) {
 	patch := client.MergeFrom(cur.DeepCopy())
 	cur.Spec.RoomName = "renamed in git"
 	g.Expect(k8s.Patch(ctx, cur, patch)).To(Succeed())
-	g.Eventually(syncedReason(t, room), wait).Should(Equal("True/Updated"))
+	g.Eventually(syncedReason(room), wait).Should(Equal("True/Updated"))
 	info, _ = fakeTencent.Room("git-room-1")
 	g.Expect(*info.RoomName).To(Equal("renamed in git"))
 
@@ -97,7 +97,7 @@ func TestDeclaredRoomOrphanedAndAlreadyGone(t *testing.T) {
 	ctx := context.Background()
 	orphan := declaredRoom(ns, "orphan", "orphan-1", livev1.DeletionPolicyOrphan)
 	g.Expect(k8s.Create(ctx, orphan)).To(Succeed())
-	g.Eventually(syncedReason(t, orphan), wait).Should(Equal("True/Created"))
+	g.Eventually(syncedReason(orphan), wait).Should(Equal("True/Created"))
 	g.Expect(k8s.Delete(ctx, orphan)).To(Succeed())
 	g.Eventually(gone(orphan), wait).Should(BeTrue())
 	_, ok := fakeTencent.Room("orphan-1")
@@ -106,7 +106,7 @@ func TestDeclaredRoomOrphanedAndAlreadyGone(t *testing.T) {
 	// Destroyed in Tencent already (100004): deleting the object still completes.
 	vanished := declaredRoom(ns, "vanished", "vanished-1", "")
 	g.Expect(k8s.Create(ctx, vanished)).To(Succeed())
-	g.Eventually(syncedReason(t, vanished), wait).Should(Equal("True/Created"))
+	g.Eventually(syncedReason(vanished), wait).Should(Equal("True/Created"))
 	fakeTencent.RemoveRoom("vanished-1")
 	g.Expect(k8s.Delete(ctx, vanished)).To(Succeed())
 	g.Eventually(gone(vanished), wait).Should(BeTrue())
@@ -121,13 +121,13 @@ func TestDeclaredRoomExistingInTencent(t *testing.T) {
 	fakeTencent.AddRoom(tencent.RoomInfo{RoomID: "mine-1", RoomType: "Live", OwnerAccount: "gitops"})
 	mine := declaredRoom(ns, "mine", "mine-1", "")
 	g.Expect(k8s.Create(ctx, mine)).To(Succeed())
-	g.Eventually(syncedReason(t, mine), wait).Should(Equal("True/Created"))
+	g.Eventually(syncedReason(mine), wait).Should(Equal("True/Created"))
 
 	// Another owner (100003): Stalled, not retried, and never destroyed by us.
 	fakeTencent.AddRoom(tencent.RoomInfo{RoomID: "theirs-1", RoomType: "Live", OwnerAccount: "someone-else"})
 	theirs := declaredRoom(ns, "theirs", "theirs-1", "")
 	g.Expect(k8s.Create(ctx, theirs)).To(Succeed())
-	g.Eventually(syncedReason(t, theirs), wait).Should(Equal("False/RoomIDTaken"))
+	g.Eventually(syncedReason(theirs), wait).Should(Equal("False/RoomIDTaken"))
 	cur := getRoom(t, theirs)
 	g.Expect(kstatusOf(t, cur)).To(Equal(status.FailedStatus), "%+v gen %d obs %d", cur.Status.Conditions, cur.Generation, cur.Status.ObservedGeneration)
 	g.Expect(meta.FindStatusCondition(cur.Status.Conditions, livev1.ConditionSynced).Message).To(ContainSubstring("100003"))
@@ -155,7 +155,7 @@ func TestDeclaredRoomRetriesTencentErrors(t *testing.T) {
 		}
 		return c.Reason + " " + c.Message
 	}, wait).Should(And(HavePrefix("CreateFailed"), ContainSubstring("100001")))
-	g.Eventually(syncedReason(t, room), wait).Should(Equal("True/Created"))
+	g.Eventually(syncedReason(room), wait).Should(Equal("True/Created"))
 }
 
 func TestDeclaredRoomWithoutTencentAPIIsStalled(t *testing.T) {
@@ -270,7 +270,7 @@ func TestDeclaredRoomNeverConfirmedDestroyedOnlyWhenOurs(t *testing.T) {
 	theirs := declaredRoom(ns, "unconfirmed-theirs", "unconfirmed-theirs-1", "")
 	for _, room := range []*livev1.LiveRoom{ours, theirs} {
 		g.Expect(k8s.Create(ctx, room)).To(Succeed())
-		g.Eventually(syncedReason(t, room), wait).Should(Equal("False/CreateFailed"))
+		g.Eventually(syncedReason(room), wait).Should(Equal("False/CreateFailed"))
 	}
 	// Tencent had made the first room after all; the second RoomId is someone else's.
 	fakeTencent.AddRoom(tencent.RoomInfo{RoomID: "lost-answer-1", RoomType: "Live", OwnerAccount: "gitops"})

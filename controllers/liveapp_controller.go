@@ -212,7 +212,7 @@ func (r *LiveAppReconciler) serve(ctx context.Context, app *livev1.LiveApp) (ctr
 		if c := r.Registry.Client(client.ObjectKeyFromObject(app)); c != nil {
 			tc = c
 		}
-		r.manageCallback(ctx, app, tc, ts, accepted, projected, st, rep, now)
+		r.manageCallback(ctx, appRound{app: app, st: st, rep: rep, now: now}, tc, callbackTokens{secret: ts, accepted: accepted, projected: projected})
 	} else {
 		st.Callback = nil
 		meta.SetStatusCondition(&st.Conditions, metav1.Condition{

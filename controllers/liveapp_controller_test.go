@@ -617,7 +617,7 @@ func TestAppRoomsUseTheirAppsTTLClientAndResync(t *testing.T) {
 	declared.Spec.SDKAppID = f.sdk
 	declared.Spec.Metadata = map[string]string{"theme": "dark"}
 	g.Expect(k8s.Create(ctx, declared)).To(Succeed())
-	g.Eventually(syncedReason(t, declared), wait).Should(Equal("False/" + reasonNoAPI))
+	g.Eventually(syncedReason(declared), wait).Should(Equal("False/" + reasonNoAPI))
 	g.Expect(kstatusOf(t, getRoom(t, declared))).To(Equal(status.FailedStatus))
 
 	// ... until the app gets one: then the room is created in the app's Tencent.
@@ -625,7 +625,7 @@ func TestAppRoomsUseTheirAppsTTLClientAndResync(t *testing.T) {
 	patchApp(t, app, func(a *livev1.LiveApp) {
 		a.Spec.API.SecretKeyRef = &livev1.SecretKeyRef{Name: "tencent", Key: "secretKey"}
 	})
-	g.Eventually(syncedReason(t, declared), wait).Should(Equal("True/Created"))
+	g.Eventually(syncedReason(declared), wait).Should(Equal("True/Created"))
 	_, ok := f.fake.Room("from-git-1")
 	g.Expect(ok).To(BeTrue())
 	g.Expect(f.fake.RoomMetadata("from-git-1")).To(Equal(map[string]string{"theme": "dark"}))
@@ -659,7 +659,7 @@ func TestDeclaredRoomMetadataPushedChangedDeleted(t *testing.T) {
 	room := declaredRoom(ns, "with-metadata", roomID, "")
 	room.Spec.Metadata = map[string]string{"theme": "dark", "banner": "welcome"}
 	g.Expect(k8s.Create(ctx, room)).To(Succeed())
-	g.Eventually(syncedReason(t, room), wait).Should(Equal("True/Created"))
+	g.Eventually(syncedReason(room), wait).Should(Equal("True/Created"))
 	g.Expect(fakeTencent.RoomMetadata(roomID)).To(Equal(room.Spec.Metadata))
 	g.Expect(getRoom(t, room).Status.Tencent.MetadataKeys).To(Equal([]string{"banner", "theme"}))
 
@@ -681,7 +681,7 @@ func TestDeclaredRoomMetadataPushedChangedDeleted(t *testing.T) {
 	g.Expect(k8s.Patch(ctx, cur, patch)).To(Succeed())
 	g.Eventually(func() map[string]string { return fakeTencent.RoomMetadata(roomID) }, wait).Should(Equal(map[string]string{"seat-layout": "grid"}))
 	g.Eventually(func() []string { return getRoom(t, room).Status.Tencent.MetadataKeys }, wait).Should(BeEmpty())
-	g.Eventually(syncedReason(t, room), wait).Should(Equal("True/Updated"))
+	g.Eventually(syncedReason(room), wait).Should(Equal("True/Updated"))
 }
 
 func TestLiveAppValidation(t *testing.T) {

@@ -57,25 +57,43 @@ type callbackCheck struct {
 	status     *livev1.TencentCallbackStatus
 }
 
+// appRound is one reconcile of a serving app: the app, the status being built, what the
+// reconcile found, and its clock.
+type appRound struct {
+	app *livev1.LiveApp
+	st  *livev1.LiveAppStatus
+	rep *appReport
+	now time.Time
+}
+
+// callbackTokens is what authenticates a managed app's callbacks: its token Secret (nil
+// when unreadable), the tokens accepted, and whether the replicas' projection holds them.
+type callbackTokens struct {
+	secret    *tokenSecret
+	accepted  []string
+	projected bool
+}
+
 // manageCallback makes Tencent call the app's URL for the wanted commands, and switches
-// Tencent to a pending token once every callback-server replica accepts it.
-// tokensReady says the projection holds accepted, so the switch may happen.
-func (r *LiveAppReconciler) manageCallback(ctx context.Context, app *livev1.LiveApp, tc TencentCallbacks, ts *tokenSecret, accepted []string, tokensReady bool, st *livev1.LiveAppStatus, rep *appReport, now time.Time) {
+// Tencent to a pending token once every callback-server replica accepts it, which needs
+// the projection to hold the accepted tokens.
+func (r *LiveAppReconciler) manageCallback(ctx context.Context, round appRound, tc TencentCallbacks, tokens callbackTokens) {
+	app, st, ts := round.app, round.st, tokens.secret
 	c := conditions.For(&st.Conditions, app.Generation)
 	if tc == nil {
 		c.Mark(livev1.ConditionCallbackConfigured, false, reasonNoSecretKey, "The operator configures Tencent with the app's secret key, which it cannot read")
 		return
 	}
-	configured, problem := r.syncCallbackConfig(ctx, app, tc, st, rep, now)
+	configured, problem := r.syncCallbackConfig(ctx, round, tc)
 	if !configured {
 		c.Mark(livev1.ConditionCallbackConfigured, false, reasonCallbackFailed, problem)
 		return
 	}
-	if ts == nil || !tokensReady {
+	if ts == nil || !tokens.projected {
 		c.Mark(livev1.ConditionCallbackConfigured, false, reasonTokenNotSwitched, "The operator's callback token is not ready")
 		return
 	}
-	reason, waiting := r.switchToken(ctx, app, tc, ts, accepted, st, rep, now)
+	reason, waiting := r.switchToken(ctx, round, tc, tokens)
 	switch {
 	case waiting == "":
 		c.Mark(livev1.ConditionCallbackConfigured, true, reasonConfigured, configuredMessage(app))
@@ -95,7 +113,8 @@ func configuredMessage(app *livev1.LiveApp) string {
 // generation, none yet, or CheckInterval since the last) and sets or updates it when it
 // is absent or differs. It reports whether Tencent holds the wanted configuration, and
 // what is wrong when not.
-func (r *LiveAppReconciler) syncCallbackConfig(ctx context.Context, app *livev1.LiveApp, tc TencentCallbacks, st *livev1.LiveAppStatus, rep *appReport, now time.Time) (bool, string) {
+func (r *LiveAppReconciler) syncCallbackConfig(ctx context.Context, round appRound, tc TencentCallbacks) (bool, string) {
+	app, st, rep, now := round.app, round.st, round.rep, round.now
 	want := wantedCallback(app)
 	if last, ok := r.lastCheck(app.UID); ok && last.generation == app.Generation && now.Sub(last.at) < r.checkInterval() {
 		st.Callback = last.status.DeepCopy()
@@ -134,7 +153,8 @@ func (r *LiveAppReconciler) syncCallbackConfig(ctx context.Context, app *livev1.
 	}
 	switch action {
 	case "Set":
-		r.Recorder.Eventf(app, nil, corev1.EventTypeNormal, "CallbackConfigured", action, "Configured Tencent to call %s for %d commands", want.URL, len(want.Commands))
+		r.Recorder.Eventf(app, nil, corev1.EventTypeNormal, "CallbackConfigured", action,
+			"Configured Tencent to call %s for %d commands", want.URL, len(want.Commands))
 	case "Update":
 		r.Recorder.Eventf(app, nil, corev1.EventTypeNormal, "CallbackConfigured", action, "Tencent's callback configuration differed (%s); set it back to %s for %d commands", drift, want.URL, len(want.Commands))
 	}
@@ -195,7 +215,8 @@ func publicURL(raw string) string {
 // rotation) once every live callback-server replica accepts the token set the projection
 // holds; it returns why and what it waits for, "" when no switch is pending or it
 // switched.
-func (r *LiveAppReconciler) switchToken(ctx context.Context, app *livev1.LiveApp, tc TencentCallbacks, ts *tokenSecret, accepted []string, st *livev1.LiveAppStatus, rep *appReport, now time.Time) (reason, waiting string) {
+func (r *LiveAppReconciler) switchToken(ctx context.Context, round appRound, tc TencentCallbacks, tokens callbackTokens) (reason, waiting string) {
+	app, st, rep, now, ts := round.app, round.st, round.rep, round.now, tokens.secret
 	pending := ts.state.pending()
 	if pending == "" {
 		return "", ""
@@ -205,7 +226,7 @@ func (r *LiveAppReconciler) switchToken(ctx context.Context, app *livev1.LiveApp
 		rep.fail(fmt.Errorf("listing the callback-server replicas' Leases: %w", err))
 		return reasonTokenNotSwitched, "Cannot list the callback-server replicas"
 	}
-	loaded, alive := apps.AllLoaded(leases.Items, app.UID, apps.TokensHash(accepted), now)
+	loaded, alive := apps.AllLoaded(leases.Items, app.UID, apps.TokensHash(tokens.accepted), now)
 	if !loaded {
 		msg := fmt.Sprintf("No callback-server replica is running (no live Lease labelled %s in namespace %s): Tencent keeps its current token until one accepts the new one", apps.ReplicaLabel, r.Namespace)
 		if alive > 0 {

@@ -84,7 +84,7 @@ func (r *LiveRoomReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 
 	expired, wait := r.expired(&room)
 	if expired {
-		log.Info("Deleting ended room past its TTL", "roomId", room.Spec.RoomID, "endTime", room.Status.EndTime)
+		log.Info("Deleting ended room past its TTL", "roomId", room.Spec.RoomID, "endTime", room.Status.EndTime.UTC())
 		if err := r.Delete(ctx, &room, client.Preconditions{UID: &room.UID}); err != nil && !apierrors.IsNotFound(err) {
 			return ctrl.Result{}, err
 		}
@@ -94,11 +94,10 @@ func (r *LiveRoomReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	if room.Declared() {
 		sync = r.syncDeclared(ctx, &room)
 	}
-	result, err := r.reconcileRecordings(ctx, &room, sync)
-	if wait > 0 && (result.RequeueAfter == 0 || wait < result.RequeueAfter) {
-		result.RequeueAfter = wait
+	if err := r.reconcileRecordings(ctx, &room, sync); err != nil {
+		return ctrl.Result{}, err
 	}
-	return result, err
+	return ctrl.Result{RequeueAfter: wait}, nil
 }
 
 // expired reports whether an ended, discovered room has outlived the TTL, or else how long
@@ -112,14 +111,14 @@ func (r *LiveRoomReconciler) expired(room *livev1.LiveRoom) (bool, time.Duration
 	return left <= 0, left
 }
 
-func (r *LiveRoomReconciler) reconcileRecordings(ctx context.Context, room *livev1.LiveRoom, sync syncResult) (ctrl.Result, error) {
+func (r *LiveRoomReconciler) reconcileRecordings(ctx context.Context, room *livev1.LiveRoom, sync syncResult) error {
 	var policies livev1.RecordingPolicyList
 	if err := r.List(ctx, &policies, client.InNamespace(room.Namespace)); err != nil {
-		return ctrl.Result{}, err
+		return err
 	}
 	byPolicy, err := r.roomJobs(ctx, room, policies.Items)
 	if err != nil {
-		return ctrl.Result{}, err
+		return err
 	}
 
 	var errs []error
@@ -148,7 +147,7 @@ func (r *LiveRoomReconciler) reconcileRecordings(ctx context.Context, room *live
 			errs = append(errs, fmt.Errorf("stopping %s: %w", job.Name, err))
 		}
 	}
-	return ctrl.Result{}, r.updateStatus(ctx, room, byPolicy, sync, errs)
+	return r.updateStatus(ctx, room, byPolicy, sync, errs)
 }
 
 func (r *LiveRoomReconciler) stillWanted(room *livev1.LiveRoom, policies []livev1.RecordingPolicy, key string) bool {
@@ -227,7 +226,7 @@ func (r *LiveRoomReconciler) updateStatus(ctx context.Context, room *livev1.Live
 // recordings is the room's view of its recording Jobs, sorted by policy, and how many of
 // them run or are about to. A recording seen failing for the first time gets an Event.
 func (r *LiveRoomReconciler) recordings(room *livev1.LiveRoom, jobs map[string]*batchv1.Job) ([]livev1.RecordingStatus, int) {
-	var out []livev1.RecordingStatus
+	out := make([]livev1.RecordingStatus, 0, len(jobs))
 	running := 0
 	for _, job := range jobs {
 		rs := recordingStatus(job)

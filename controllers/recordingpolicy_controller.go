@@ -82,7 +82,8 @@ func (r *RecordingPolicyReconciler) count(ctx context.Context, p *livev1.Recordi
 		st.MatchedRooms = int32(len(rooms.Items))
 	}
 	var jobs batchv1.JobList
-	if err := r.List(ctx, &jobs, client.InNamespace(p.Namespace), client.MatchingLabels{livev1.PolicyLabel: policyKey(p.Name)}, client.UnsafeDisableDeepCopy); err != nil {
+	if err := r.List(ctx, &jobs, client.InNamespace(p.Namespace),
+		client.MatchingLabels{livev1.PolicyLabel: policyKey(p.Name)}, client.UnsafeDisableDeepCopy); err != nil {
 		return err
 	}
 	for i := range jobs.Items {

@@ -91,12 +91,12 @@ func internRoom(room *livev1.LiveRoom) {
 }
 
 // internedLabels is labels with shared keys, and shared values but for the owner's.
-func internedLabels(labels map[string]string) map[string]string {
-	if len(labels) == 0 {
-		return labels
+func internedLabels(in map[string]string) map[string]string {
+	if len(in) == 0 {
+		return in
 	}
-	out := make(map[string]string, len(labels))
-	for k, v := range labels {
+	out := make(map[string]string, len(in))
+	for k, v := range in {
 		if k != livev1.OwnerLabel {
 			v = intern(v)
 		}

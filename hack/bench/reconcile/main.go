@@ -138,7 +138,7 @@ func main() {
 	defer stop()
 	ctrl.SetLogger(logr.Discard())
 	fmt.Printf("GOMAXPROCS=%d, NumCPU=%d: bench process (manager or bare loop), kube-apiserver and etcd share these cores.\n", runtime.GOMAXPROCS(0), runtime.NumCPU())
-	var results []*result
+	results := make([]*result, 0, len(f.rooms))
 	for _, n := range f.rooms {
 		fmt.Printf("\n=== %d rooms\n", n)
 		res, err := runPoint(ctx, f, n)
@@ -194,14 +194,23 @@ type result struct {
 	steadyRun  phase
 }
 
+// point measures n rooms on a fresh API server.
+type point struct {
+	f      *flags
+	n      int
+	cfg    *rest.Config
+	setup  client.Client
+	scrape func() map[string]float64
+	res    *result
+}
+
 func runPoint(ctx context.Context, f *flags, n int) (*result, error) {
 	env, cfg, err := testenv.Start()
 	if err != nil {
 		return nil, err
 	}
 	defer func() { _ = env.Stop() }()
-	scheme := testenv.Scheme
-	setup, err := client.New(withQPS(cfg, f.setupQPS, 2*int(f.setupQPS)), client.Options{Scheme: scheme})
+	setup, err := client.New(withQPS(cfg, f.setupQPS, 2*int(f.setupQPS)), client.Options{Scheme: testenv.Scheme})
 	if err != nil {
 		return nil, err
 	}
@@ -209,74 +218,96 @@ func runPoint(ctx context.Context, f *flags, n int) (*result, error) {
 	if err != nil {
 		return nil, err
 	}
-	scrape := func() map[string]float64 {
+	p := &point{f: f, n: n, cfg: cfg, setup: setup, res: &result{rooms: n}, scrape: func() map[string]float64 {
 		return measure.APIRequests(ctx, metricsCl, "jobs", "liverooms", "recordingpolicies", "events")
-	}
+	}}
 	withTime := n == f.timeAt
 	fmt.Printf("%d rooms, client QPS/burst %g/%d, concurrency %d (controller MaxConcurrentReconciles = bare loop workers)\n", n, f.qps, f.burst, f.workers)
 
-	// The rooms, as the callback server stores them, and the policy.
+	pol, err := p.prepare(ctx, withTime)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.coldStart(ctx); err != nil {
+		return nil, err
+	}
+	if withTime && f.bareAfter {
+		if err := p.bareAgain(ctx, pol); err != nil {
+			return nil, err
+		}
+	}
+	if err := p.steadyState(ctx); err != nil {
+		return nil, err
+	}
+	return p.res, p.callbackCache(ctx)
+}
+
+// prepare creates the rooms, as the callback server stores them, and the policy; with
+// withTime, it first measures the bare loop on them. The rooms are not kept: the heap
+// measured next is the manager's.
+func (p *point) prepare(ctx context.Context, withTime bool) (*livev1.RecordingPolicy, error) {
 	for _, ns := range []string{nsRooms, nsBare1, nsBare2} {
-		if err := setup.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		if err := p.setup.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 			return nil, err
 		}
 	}
 	t := time.Now()
-	rooms, err := createRooms(ctx, setup, n, f.setupWorkers)
+	rooms, err := createRooms(ctx, p.setup, p.n, p.f.setupWorkers)
 	if err != nil {
 		return nil, fmt.Errorf("creating rooms: %w", err)
 	}
 	pol := recordingPolicy()
-	if err := setup.Create(ctx, pol); err != nil {
+	if err := p.setup.Create(ctx, pol); err != nil {
 		return nil, err
 	}
 	fmt.Printf("setup: %d live rooms and 1 policy created in %s\n", len(rooms), time.Since(t).Round(time.Millisecond))
-
-	res := &result{rooms: n}
-	bare := func(ns string) error {
-		api0, cpu0, t0 := scrape(), measure.CPUMillis(), time.Now()
-		took, errs, err := bareLoop(ctx, withQPS(cfg, f.qps, f.burst), f.workers, rooms, pol, ns)
-		if err != nil {
-			return err
-		}
-		cpu := diff(cpu0, measure.CPUMillis())
-		res.bares = append(res.bares, phase{name: "bare loop, " + strings.TrimPrefix(ns, "bench-"), took: took, errs: errs,
-			wall: time.Since(t0), cpu: cpu, api: diff(api0, scrape())})
-		return nil
+	if !withTime {
+		return pol, nil
 	}
-	if withTime {
-		if err := bare(nsBare1); err != nil {
-			return nil, err
-		}
-		// The manager caches every Job with the room label: remove these before it starts.
-		if err := deleteJobs(ctx, setup, nsBare1); err != nil {
-			return nil, err
-		}
-	}
-
-	// Count the controller's Jobs through a watch started before the manager.
-	counter, err := watchJobs(ctx, cfg, nsRooms, n)
-	if err != nil {
+	if err := p.bare(ctx, rooms, pol, nsBare1); err != nil {
 		return nil, err
 	}
+	// The manager caches every Job with the room label: remove these before it starts.
+	return pol, deleteJobs(ctx, p.setup, nsBare1)
+}
 
+// bare measures the bare client loop making the rooms' Jobs in namespace ns.
+func (p *point) bare(ctx context.Context, rooms []*livev1.LiveRoom, pol *livev1.RecordingPolicy, ns string) error {
+	api0, cpu0, t0 := p.scrape(), measure.CPUMillis(), time.Now()
+	took, errs, err := bareLoop(ctx, withQPS(p.cfg, p.f.qps, p.f.burst), p.f.workers, rooms, pol, ns)
+	if err != nil {
+		return err
+	}
+	cpu := diff(cpu0, measure.CPUMillis())
+	p.res.bares = append(p.res.bares, phase{name: "bare loop, " + strings.TrimPrefix(ns, "bench-"), took: took, errs: errs,
+		wall: time.Since(t0), cpu: cpu, api: diff(api0, p.scrape())})
+	return nil
+}
+
+// coldStart starts the manager on rooms without Jobs and measures it until all Jobs exist
+// and it settled: time, CPU, API requests, reconciles and heap.
+func (p *point) coldStart(ctx context.Context) error {
+	f, n, res := p.f, p.n, p.res
+	// Count the controller's Jobs through a watch started before the manager.
+	counter, err := watchJobs(ctx, p.cfg, nsRooms, n)
+	if err != nil {
+		return err
+	}
 	// Heap before: everything the manager will add comes after this.
-	// The room objects are not the manager's: let the GC take them.
-	rooms = nil
 	res.cold.before = heapAlloc()
-
 	stopProfile, err := measure.CPUProfile(suffixed(f.cpuProfile, n))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer stopProfile()
-	api0, cpu0 := scrape(), measure.CPUMillis()
+	api0, cpu0 := p.scrape(), measure.CPUMillis()
 	reconciles0 := reconcileCounts()
 	start := time.Now()
-	mgr, err := startManager(ctx, cfg, f)
+	mgr, err := startManager(ctx, p.cfg, f)
 	if err != nil {
-		return nil, err
+		return err
 	}
+	defer mgr.stop()
 
 	// Until all Jobs exist.
 	res.finished = true
@@ -284,13 +315,12 @@ func runPoint(ctx context.Context, f *flags, n int) (*result, error) {
 	case <-counter.done:
 		res.ctrl.took = counter.last.Sub(start)
 	case err := <-mgr.done:
-		return nil, fmt.Errorf("manager stopped: %v", err)
+		return fmt.Errorf("manager stopped: %v", err)
 	case <-time.After(f.timeout):
 		res.finished = false
 		res.ctrl.took = time.Since(start)
 	case <-ctx.Done():
-		mgr.stop()
-		return nil, ctx.Err()
+		return ctx.Err()
 	}
 	res.tFirst = counter.firstAt().Sub(start)
 
@@ -298,57 +328,61 @@ func runPoint(ctx context.Context, f *flags, n int) (*result, error) {
 	// its recording, and no reconcile between two polls half a second apart.
 	res.tSettled, res.cold.settled = mgr.settle(ctx, n, false, start)
 	pprof.StopCPUProfile()
-	res.ctrl = phase{name: "controller", took: res.ctrl.took, wall: time.Since(start), cpu: diff(cpu0, measure.CPUMillis()), api: diff(api0, scrape())}
+	res.ctrl = phase{name: "controller", took: res.ctrl.took, wall: time.Since(start), cpu: diff(cpu0, measure.CPUMillis()), api: diff(api0, p.scrape())}
 	res.cold.after = heapAlloc()
 	writeHeapProfile(f.heapProfile, n, "cold")
 	res.reconciles = diff(reconciles0, reconcileCounts())
-	mgr.stop()
-	mgr = nil
+	return nil
+}
 
-	if withTime && f.bareAfter {
-		// The rooms' UIDs again, for the owner references.
-		var list livev1.LiveRoomList
-		if err := setup.List(ctx, &list, client.InNamespace(nsRooms)); err != nil {
-			return nil, err
-		}
-		rooms = make([]*livev1.LiveRoom, len(list.Items))
-		for i := range list.Items {
-			rooms[i] = &list.Items[i]
-		}
-		slices.SortFunc(rooms, func(a, b *livev1.LiveRoom) int { return strings.Compare(a.Name, b.Name) })
-		if err := bare(nsBare2); err != nil {
-			return nil, err
-		}
-		rooms = nil
-		if err := deleteJobs(ctx, setup, nsBare2); err != nil {
-			return nil, err
-		}
+// bareAgain measures the bare loop again, after the manager, on the rooms read back for
+// their UIDs (the owner references).
+func (p *point) bareAgain(ctx context.Context, pol *livev1.RecordingPolicy) error {
+	var list livev1.LiveRoomList
+	if err := p.setup.List(ctx, &list, client.InNamespace(nsRooms)); err != nil {
+		return err
 	}
+	rooms := make([]*livev1.LiveRoom, len(list.Items))
+	for i := range list.Items {
+		rooms[i] = &list.Items[i]
+	}
+	slices.SortFunc(rooms, func(a, b *livev1.LiveRoom) int { return strings.Compare(a.Name, b.Name) })
+	if err := p.bare(ctx, rooms, pol, nsBare2); err != nil {
+		return err
+	}
+	return deleteJobs(ctx, p.setup, nsBare2)
+}
 
-	// Steady state: a fresh manager on the same objects.
+// steadyState starts a fresh manager on the same objects and measures it until it settled.
+func (p *point) steadyState(ctx context.Context) error {
+	res := p.res
 	res.steady.before = heapAlloc()
-	api0, cpu0 = scrape(), measure.CPUMillis()
-	start = time.Now()
-	if mgr, err = startManager(ctx, cfg, f); err != nil {
-		return nil, err
+	api0, cpu0 := p.scrape(), measure.CPUMillis()
+	start := time.Now()
+	mgr, err := startManager(ctx, p.cfg, p.f)
+	if err != nil {
+		return err
 	}
-	res.steadyTook, res.steady.settled = mgr.settle(ctx, n, true, start)
-	res.steadyRun = phase{name: "steady state", took: res.steadyTook, wall: time.Since(start), cpu: diff(cpu0, measure.CPUMillis()), api: diff(api0, scrape())}
+	defer mgr.stop()
+	res.steadyTook, res.steady.settled = mgr.settle(ctx, p.n, true, start)
+	res.steadyRun = phase{name: "steady state", took: res.steadyTook, wall: time.Since(start), cpu: diff(cpu0, measure.CPUMillis()), api: diff(api0, p.scrape())}
 	res.steady.after = heapAlloc()
-	writeHeapProfile(f.heapProfile, n, "steady")
-	mgr.stop()
-	mgr = nil
+	writeHeapProfile(p.f.heapProfile, p.n, "steady")
+	return nil
+}
 
-	// The callback server's cache of the same rooms, for comparison: whole LiveRooms and
-	// their spec.roomId index, nothing else.
-	res.callback.before = heapAlloc()
-	if mgr, err = startCallbackCache(ctx, cfg, f); err != nil {
-		return nil, err
+// callbackCache measures the callback server's cache of the same rooms, for comparison:
+// whole LiveRooms and their spec.roomId index, nothing else.
+func (p *point) callbackCache(ctx context.Context) error {
+	p.res.callback.before = heapAlloc()
+	mgr, err := startCallbackCache(ctx, p.cfg, p.f)
+	if err != nil {
+		return err
 	}
-	res.callback.settled = mgr.GetCache().WaitForCacheSync(ctx)
-	res.callback.after = heapAlloc()
-	mgr.stop()
-	return res, nil
+	defer mgr.stop()
+	p.res.callback.settled = mgr.GetCache().WaitForCacheSync(ctx)
+	p.res.callback.after = heapAlloc()
+	return nil
 }
 
 func suffixed(path string, n int) string {
@@ -419,7 +453,7 @@ func startManager(ctx context.Context, cfg *rest.Config, f *flags) (*benchManage
 	}
 	mctx, cancel := context.WithCancel(ctx)
 	m := &benchManager{Manager: mgr, done: make(chan error, 1), cancel: cancel}
-	go func() { m.done <- mgr.Start(mctx) }()
+	go m.run(mctx)
 	return m, nil
 }
 
@@ -440,13 +474,20 @@ func startCallbackCache(ctx context.Context, cfg *rest.Config, f *flags) (*bench
 	}
 	mctx, cancel := context.WithCancel(ctx)
 	m := &benchManager{Manager: mgr, done: make(chan error, 1), cancel: cancel}
-	go func() { m.done <- mgr.Start(mctx) }()
+	go m.run(mctx)
 	return m, nil
 }
 
+// run starts the manager; done gets its error, then closes.
+func (m *benchManager) run(ctx context.Context) {
+	m.done <- m.Start(ctx)
+	close(m.done)
+}
+
+// stop stops the manager and waits until it has; it may have stopped on its own.
 func (m *benchManager) stop() {
 	m.cancel()
-	if err := <-m.done; err != nil {
+	if err, ok := <-m.done; ok && err != nil {
 		fmt.Fprintln(os.Stderr, "manager:", err)
 	}
 }
@@ -875,7 +916,7 @@ func apiSummary(api map[string]float64, n float64) string {
 // benchApp is the app of the bench's rooms: a callback-only app, no LiveApp needed.
 type benchApp struct{}
 
-func (benchApp) AppFor(namespace string) (apps.App, bool) {
+func (benchApp) AppFor(_ string) (apps.App, bool) {
 	return apps.App{SDKAppID: sdkAppID, EndedRoomTTL: 24 * time.Hour}, true
 }
 
