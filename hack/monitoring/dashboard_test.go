@@ -231,7 +231,8 @@ func TestComponentsRender(t *testing.T) {
 		}
 		return r
 	}
-	kustomization := fmt.Sprintf("namespace: liveroom-system\nresources:\n- %s\ncomponents:\n- %s\n- %s\n",
+	// No namespace: config/default's parts and the components name their own.
+	kustomization := fmt.Sprintf("resources:\n- %s\ncomponents:\n- %s\n- %s\n",
 		rel("default"), rel("prometheus"), rel("grafana"))
 	if err := os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), []byte(kustomization), 0o644); err != nil {
 		t.Fatal(err)

@@ -118,8 +118,9 @@ type Registry struct {
 	// NewClient builds REST clients; default tencent.NewClient.
 	NewClient func(tencent.Config) (*tencent.Client, error)
 	// ResyncMetrics are shared by every app's resync; nil collects them unregistered.
-	ResyncMetrics *resync.Metrics
-	Log           logr.Logger
+	ResyncMetrics     *resync.Metrics
+	resyncMetricsOnce sync.Once
+	Log               logr.Logger
 	// SecretKeyTTL is how long a secret key read is reused; default DefaultSecretKeyTTL.
 	SecretKeyTTL time.Duration
 	// Now is the clock; default time.Now.
@@ -247,7 +248,18 @@ func (r *Registry) Remove(key types.NamespacedName) {
 		return
 	}
 	e.loop.stop()
+	r.resyncMetrics().Forget(key.String())
 	r.notify(key)
+}
+
+// resyncMetrics are the apps' resync metrics, unregistered when none were given.
+func (r *Registry) resyncMetrics() *resync.Metrics {
+	r.resyncMetricsOnce.Do(func() {
+		if r.ResyncMetrics == nil {
+			r.ResyncMetrics = resync.NewMetrics(nil)
+		}
+	})
+	return r.ResyncMetrics
 }
 
 // AppFor returns the app serving namespace.
@@ -307,7 +319,7 @@ func (r *Registry) startLoop(e *entry) *loop {
 		Tencent:   e.client,
 		Namespace: ns,
 		Interval:  e.cfg.ResyncInterval,
-		Metrics:   r.ResyncMetrics,
+		Metrics:   r.resyncMetrics().For(e.cfg.Key.String()),
 		Log:       r.Log.WithValues("liveApp", e.cfg.Key.String(), "sdkAppId", e.cfg.SDKAppID),
 	}
 	go func() {

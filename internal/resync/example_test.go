@@ -37,7 +37,7 @@ func ExampleResyncer() {
 		Tencent:   tc,
 		Namespace: namespace,
 		Interval:  5 * time.Minute,
-		Metrics:   resync.NewMetrics(metrics.Registry),
+		Metrics:   resync.NewMetrics(metrics.Registry).For(namespace + "/example"),
 		Log:       log.WithName("resync"),
 	})
 	if err != nil {

@@ -58,8 +58,9 @@ type Resyncer struct {
 	Namespace string
 	// Interval is the time between the starts of two resyncs; default DefaultInterval.
 	Interval time.Duration
-	// Metrics, if nil, are collected without being registered.
-	Metrics *Metrics
+	// Metrics are the app's series (Metrics.For); if nil, they are collected without
+	// being registered.
+	Metrics *AppMetrics
 	Log     logr.Logger
 	// Now is the clock; default time.Now.
 	Now func() time.Time
@@ -287,10 +288,10 @@ func (r *Resyncer) workers() int {
 	return DefaultWorkers
 }
 
-func (r *Resyncer) metrics() *Metrics {
+func (r *Resyncer) metrics() *AppMetrics {
 	r.metricsOnce.Do(func() {
 		if r.Metrics == nil {
-			r.Metrics = NewMetrics(nil)
+			r.Metrics = NewMetrics(nil).For(r.Namespace)
 		}
 	})
 	return r.Metrics

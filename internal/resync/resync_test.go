@@ -7,6 +7,7 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -81,7 +82,7 @@ func TestMissingRoomAppears(t *testing.T) {
 	g.Expect(testutil.ToFloat64(f.metrics.RoomsCreated)).To(BeEquivalentTo(1))
 	g.Expect(testutil.ToFloat64(f.metrics.RoomsListed)).To(BeEquivalentTo(1))
 	g.Expect(testutil.ToFloat64(f.metrics.LastSuccess)).To(BeNumerically(">", 0))
-	g.Expect(testutil.CollectAndCount(f.metrics.Duration)).To(Equal(1))
+	g.Expect(testutil.CollectAndCount(f.metrics.Duration.(prometheus.Histogram))).To(Equal(1))
 }
 
 // MatchFields compares a Result ignoring its duration.

@@ -80,7 +80,7 @@ type fixture struct {
 	tc      *tencent.Client
 	writes  *resynctest.WriteCounter
 	store   *roomstore.Store
-	metrics *Metrics
+	metrics *AppMetrics
 	r       *Resyncer
 }
 
@@ -115,7 +115,7 @@ func newFixture(t *testing.T, opts fixtureOpts) *fixture {
 		Client: writes, APIReader: mgr.GetAPIReader(), CacheTrimsRooms: true,
 		Namespace: ns, SDKAppID: testAppID, FieldOwner: fieldOwner,
 	})
-	metrics := NewMetrics(prometheus.NewRegistry())
+	metrics := NewMetrics(prometheus.NewRegistry()).For(ns + "/app")
 	return &fixture{
 		t: t, ns: ns, fake: fake, tc: tc, writes: writes, store: store, metrics: metrics,
 		r: &Resyncer{
