@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -82,5 +83,27 @@ func TestLimitJudgedOnTheStoredRoom(t *testing.T) {
 	_, err = store.Mutate(context.Background(), "r", livev1.OriginCallback, roomstate.ForCallback(big, metav1.Now().Time))
 	if !errors.Is(err, ErrUnstorable) || written != nil {
 		t.Fatalf("got %v, written %v", err, written)
+	}
+}
+
+// Should two objects claim one RoomId (a person declared a second), the oldest is the room,
+// whatever order the cache lists them in: the callbacks and the resync find the same one.
+func TestFindTakesTheOldestClaimant(t *testing.T) {
+	older := roomWithMetadata(nil)
+	older.Name, older.CreationTimestamp = "b-older", metav1.NewTime(metav1.Now().Add(-time.Hour))
+	newer := roomWithMetadata(nil)
+	newer.Name, newer.CreationTimestamp, newer.ResourceVersion = "a-newer", metav1.Now(), ""
+	c := fakeReader(t, older, interceptor.Funcs{})
+	if err := c.Create(context.Background(), newer); err != nil {
+		t.Fatal(err)
+	}
+	var list livev1.LiveRoomList
+	if err := c.List(context.Background(), &list); err != nil || len(list.Items) != 2 || list.Items[0].Name != newer.Name {
+		t.Fatalf("the cache should list the newer room first: %v, %v", err, list.Items)
+	}
+	store := New(Config{Client: c, APIReader: c, Namespace: "rooms", SDKAppID: 1400000000, FieldOwner: "test"})
+	got, err := store.Find(context.Background(), "r")
+	if err != nil || got == nil || got.Name != older.Name {
+		t.Fatalf("found %v, %v; want %s", got, err, older.Name)
 	}
 }
