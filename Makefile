@@ -184,6 +184,8 @@ uninstall: manifests kustomize ## Remove the CRDs (and every LiveRoom and Record
 .PHONY: deploy
 deploy: manifests kustomize ## Deploy the operator with config/default, image IMG.
 	cd config/manager && $(KUSTOMIZE) edit set image controller=$(IMG)
+	$(KUSTOMIZE) build config/crd | kubectl apply --server-side -f -
+	kubectl wait --for condition=Established crd/liveapps.live.liveroom.io crd/liverooms.live.liveroom.io crd/recordingpolicies.live.liveroom.io
 	$(KUSTOMIZE) build config/default | kubectl apply --server-side -f -
 
 .PHONY: undeploy

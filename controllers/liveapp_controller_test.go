@@ -574,6 +574,31 @@ func TestCallbackAuthenticationAndSecretsReferenced(t *testing.T) {
 	expectNoSecrets(t, appTexts(t, keyed), f.key)
 }
 
+// The example's placeholder token stalls the app, saying what to do, and is never handed
+// to the callback server; the real token, once set, is.
+func TestPlaceholderTokenStallsTheApp(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	f := newAppFixture(t)
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "tokens"},
+		StringData: map[string]string{"tokens": apps.PlaceholderToken + "\n"}}
+	g.Expect(k8s.Create(ctx, secret)).To(Succeed())
+	app := f.create(f.managedApp("example", func(a *livev1.LiveApp) {
+		a.Spec.API.SecretKeyRef = nil
+		a.Spec.Callback = livev1.LiveAppCallback{TokensSecretRef: &livev1.SecretKeyRef{Name: "tokens", Key: "tokens"}}
+	}))
+	g.Eventually(appCondition(app, livev1.ConditionStalled), wait).Should(Equal("True/PlaceholderToken"))
+	g.Expect(appCondition(app, livev1.ConditionReady)()).To(HavePrefix("False/"))
+	g.Expect(conditionMessage(t, app, livev1.ConditionStalled)).To(ContainSubstring("replace it with the callback token set in Tencent"))
+	g.Expect(projectionExists(getApp(t, app).UID)).To(BeFalse())
+
+	g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(secret), secret)).To(Succeed())
+	secret.StringData = map[string]string{"tokens": "the-real-token\n"}
+	g.Expect(k8s.Update(ctx, secret)).To(Succeed())
+	g.Eventually(projection(app), wait).Should(Equal([]string{"the-real-token"}))
+	g.Eventually(appCondition(app, livev1.ConditionReady), wait).Should(Equal("True/Serving"))
+}
+
 func TestQuotaNearLimitSetAndCleared(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()

@@ -251,6 +251,13 @@ func (r *LiveAppReconciler) unmanagedTokens(ctx context.Context, app *livev1.Liv
 		rep.after(r.secretPoll())
 		return nil
 	}
+	if slices.Contains(tokens, apps.PlaceholderToken) {
+		// The callback server would refuse it anyway; say so where the user looks.
+		rep.stall("PlaceholderToken", fmt.Sprintf("Secret %s/%s key %q holds the placeholder token %s that the example ships: replace it with the callback token set in Tencent",
+			app.Namespace, ref.Name, ref.Key, apps.PlaceholderToken))
+		rep.after(r.secretPoll())
+		return nil
+	}
 	return tokens
 }
 

@@ -14,9 +14,9 @@ import (
 	"github.com/liveroom-io/liveroom-operator/internal/apps"
 )
 
-// PlaceholderToken is the demo token that config/default ships. It is public, so a token
-// set that holds it is refused as if it held no token.
-const PlaceholderToken = "liveroom-demo-token-change-me"
+// PlaceholderToken is the token config/app ships; a token set that holds it is refused as
+// if it held no token.
+const PlaceholderToken = apps.PlaceholderToken
 
 // Tokens holds the callback tokens that an app's Sign may be made with. Several are valid
 // at once so that a token can be rotated in Tencent and in the operator in either order.

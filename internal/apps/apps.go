@@ -95,6 +95,11 @@ func TokensHash(tokens []string) string {
 	return hex.EncodeToString(sum[:])[:16]
 }
 
+// PlaceholderToken is the token config/app ships in its token Secret. It is public: the
+// controller stalls an app whose tokens hold it, and the callback server refuses it as if
+// the app had no token.
+const PlaceholderToken = "liveroom-demo-token-change-me"
+
 // ParseTokens reads tokens, one per line; blank lines and lines starting with # are
 // skipped.
 func ParseTokens(s string) []string {
