@@ -319,16 +319,26 @@ var callbackClient = &http.Client{Timeout: 10 * time.Second}
 
 // sendSigned POSTs a callback of SDKAppID sdkAppID signed with token, as Tencent would.
 func sendSigned(m *manager, sdkAppID int64, token, command, body string) (int, string, error) {
-	rt := strconv.FormatInt(time.Now().Unix(), 10)
-	url := fmt.Sprintf("http://%s/callback?SdkAppid=%d&CallbackCommand=%s&contenttype=json&Sign=%s&RequestTime=%s",
-		m.callback, sdkAppID, command, webhookserver.Sign(token, rt), rt)
+	return post(m, sdkAppID, signedAt(token, time.Now()), command, body)
+}
+
+// signedAt is the Sign and RequestTime query parameters of a callback signed with token at t.
+func signedAt(token string, t time.Time) string {
+	rt := strconv.FormatInt(t.Unix(), 10)
+	return "&Sign=" + webhookserver.Sign(token, rt) + "&RequestTime=" + rt
+}
+
+// post POSTs a callback of SDKAppID sdkAppID with auth (its Sign and RequestTime
+// parameters, or "" for none) in the query, and returns the HTTP status and the answer.
+func post(m *manager, sdkAppID int64, auth, command, body string) (int, string, error) {
+	url := fmt.Sprintf("http://%s/callback?SdkAppid=%d&CallbackCommand=%s&contenttype=json%s", m.callback, sdkAppID, command, auth)
 	resp, err := callbackClient.Post(url, "application/json", bytes.NewBufferString(body))
 	if err != nil {
 		return 0, "", err
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b), nil
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
 }
 
 // send POSTs a callback of a signed with its token.
@@ -444,6 +454,13 @@ func declareCallbackApp(t *testing.T, a app) {
 	t.Helper()
 	createNamespace(t, a.namespace)
 	createSecret(t, a.namespace, a.name+"-callback-tokens", "tokens", a.token+"\n")
+	applyCallbackApp(t, a)
+}
+
+// applyCallbackApp applies the LiveApp of a callback-only app whose tokens are in Secret
+// NAME-callback-tokens of its namespace.
+func applyCallbackApp(t *testing.T, a app) {
+	t.Helper()
 	kubectlApply(t, fmt.Sprintf(`apiVersion: live.liveroom.io/v1alpha1
 kind: LiveApp
 metadata:

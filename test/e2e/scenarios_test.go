@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +18,8 @@ import (
 	authorizationv1 "k8s.io/api/authorization/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/liveroom-io/liveroom-operator/webhookserver"
 )
 
 const timeout = 90 * time.Second
@@ -148,6 +152,85 @@ func TestAppsKeepToTheirNamespacesAndTokens(t *testing.T) {
 		"second":   HaveKeyWithValue("READY", "True"),
 		"claimant": HaveKeyWithValue("READY", "False"),
 	}))
+}
+
+// TestUnauthenticatedCallbacksAreRefusedAndCounted: a callback without a Sign, signed with
+// another token or with a RequestTime out of the app's skew is refused 401, one of an
+// SDKAppID no LiveApp serves 403; none stores a room, and the callback server counts each
+// refusal by app and reason. An app whose token Secret still holds config/app's
+// placeholder accepts no callback; an app that allows unsigned callbacks (a trial)
+// accepts them without a Sign.
+func TestUnauthenticatedCallbacksAreRefusedAndCounted(t *testing.T) {
+	g := NewWithT(t)
+	placeholder := app{namespace: "live-placeholder", name: "placeholder", sdkAppID: 1400000004, token: webhookserver.PlaceholderToken}
+	trial := app{namespace: "live-trial", name: "trial", sdkAppID: 1400000005}
+	m := startCallback(t)
+	startController(t)
+	waitServed(t, example, m)
+
+	now := time.Now()
+	for _, tc := range []struct {
+		what     string
+		sdkAppID int64
+		auth     string
+		status   int
+		app      string
+		reason   string
+	}{
+		{"no Sign", example.sdkAppID, "", http.StatusUnauthorized, "live/example", "missing_sign"},
+		{"a RequestTime without a Sign", example.sdkAppID, "&RequestTime=" + strconv.FormatInt(now.Unix(), 10), http.StatusUnauthorized, "live/example", "missing_sign"},
+		{"a Sign of another token", example.sdkAppID, signedAt("not-the-token", now), http.StatusUnauthorized, "live/example", "bad_sign"},
+		{"a RequestTime 10 minutes old", example.sdkAppID, signedAt(example.token, now.Add(-10*time.Minute)), http.StatusUnauthorized, "live/example", "stale_time"},
+		{"an SDKAppID no LiveApp serves", 1400009999, signedAt(example.token, now), http.StatusForbidden, "unknown", "wrong_app"},
+	} {
+		status, answer, err := post(m, tc.sdkAppID, tc.auth, "Live.CallbackAfterCreateRoom", createBody("unauthenticated-room", "mallory", "Voice"))
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(status).To(Equal(tc.status), "a callback with %s: %s", tc.what, answer)
+		g.Expect(answer).To(ContainSubstring(`"ActionStatus":"FAIL"`), "a callback with %s", tc.what)
+		_, body, err := m.getMetrics(metricsToken)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(body).To(MatchRegexp(`(?m)^liveroom_callback_rejections_total\{app=%q,reason=%q\} [1-9]`, tc.app, tc.reason), "a callback with %s is counted", tc.what)
+	}
+	g.Expect(kubectl(t, "get", "liverooms", "-A", "--field-selector", "spec.roomId=unauthenticated-room", "-o", "name")).To(BeEmpty())
+
+	// config/app's placeholder token is public: the callback server refuses to load it, so
+	// even callbacks signed with it are refused, and says so in its metrics.
+	placeholderTokens, err := os.ReadFile(filepath.Join(root(), "config", "app", "callback-tokens.txt"))
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(string(placeholderTokens)).To(ContainSubstring(placeholder.token))
+	createNamespace(t, placeholder.namespace)
+	createSecret(t, placeholder.namespace, placeholder.name+"-callback-tokens", "tokens", string(placeholderTokens))
+	applyCallbackApp(t, placeholder)
+	g.Eventually(func() string {
+		_, body, _ := m.getMetrics(metricsToken)
+		return body
+	}, timeout, 200*time.Millisecond).Should(SatisfyAll(
+		MatchRegexp(`(?m)^liveroom_callback_token_reload_errors_total\{app="live-placeholder/placeholder"\} [1-9]`),
+		ContainSubstring(`liveroom_callback_tokens{app="live-placeholder/placeholder"} 0`),
+	))
+	status, answer, err := send(m, placeholder, "Live.CallbackAfterCreateRoom", createBody("placeholder-room", "mallory", "Voice"))
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(status).To(Equal(http.StatusUnauthorized), "signed with the placeholder: %s", answer)
+	t.Logf("LiveApp %s/%s with the placeholder token: %s", placeholder.namespace, placeholder.name,
+		kubectl(t, "get", "liveapp", placeholder.name, "-n", placeholder.namespace, "-o", `jsonpath={range .status.conditions[*]}{.type}={.status}/{.reason} {end}`))
+
+	// A trial app allows unsigned callbacks while it has no token.
+	createNamespace(t, trial.namespace)
+	kubectlApply(t, fmt.Sprintf(`apiVersion: live.liveroom.io/v1alpha1
+kind: LiveApp
+metadata:
+  name: %s
+  namespace: %s
+spec:
+  sdkAppId: %d
+  callback:
+    allowUnsigned: true
+`, trial.name, trial.namespace, trial.sdkAppID))
+	g.Eventually(func() (int, error) {
+		status, _, err := post(m, trial.sdkAppID, "", "Live.CallbackAfterCreateRoom", createBody("trial-room", "tester", "Voice"))
+		return status, err
+	}, timeout, 100*time.Millisecond).Should(Equal(http.StatusOK))
+	g.Expect(kubectl(t, "get", "liveroom", "trial-room", "-n", trial.namespace, "-o", "jsonpath={.spec.sdkAppId}")).To(Equal(strconv.FormatInt(trial.sdkAppID, 10)))
 }
 
 // TestQuotaWarningMarksTheApp: Tencent's warning that the app nears its room quota sets the
