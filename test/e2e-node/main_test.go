@@ -1,9 +1,11 @@
-// Package e2enode installs the operator's own image with config/default on a cluster with
-// one real node (kubelet, containerd, runc, CNI, kube-proxy) and checks what only real Pods
-// show: the image starts under the restricted Pod Security Standard with a read-only root
-// filesystem, probes pass, callbacks reach the Pods through their Service, recording Jobs
-// really run and stop gracefully, and callbacks keep being answered through a leader's
-// loss and a rolling update. It runs as root and undoes every change it makes to the host.
+// Package e2enode installs the operator's own image with config/default, its example
+// LiveApp given an SDKAppID and a callback token as a user's overlay would, on a cluster
+// with one real node (kubelet, containerd, runc, CNI, kube-proxy) and checks what only
+// real Pods show: the image starts under the restricted Pod Security Standard with a
+// read-only root filesystem, probes pass, signed callbacks reach the Pods through their
+// Service and unsigned ones are refused, recording Jobs really run and stop gracefully,
+// and callbacks keep being answered through a leader's loss and a rolling update. It runs
+// as root and undoes every change it makes to the host.
 package e2enode
 
 import (

@@ -26,28 +26,39 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
 
 	livev1 "github.com/liveroom-io/liveroom-operator/api/v1alpha1"
+	"github.com/liveroom-io/liveroom-operator/internal/apps"
 	"github.com/liveroom-io/liveroom-operator/webhookserver"
 )
 
 const (
+	// The example app of config/default as the overlay makes it the user's: its SDKAppID
+	// and the token set in Tencent's console.
 	appID    = "1400000077"
 	token    = "e2e-node-token"
+	appName  = "example"
 	partOf   = "app.kubernetes.io/part-of=liveroom-operator"
 	callback = "liveroom-callback" // the Service Tencent's callbacks go to
 	policy   = "record-live"
+	// leaderLease is the controller's leader election Lease.
+	leaderLease = "liveroom-operator.live.liveroom.io"
 )
 
 // install is what the overlay put into the cluster.
 type install struct {
-	overlay   string
-	rendered  string
-	namespace string // of the operator, its Services and, by default, the rooms
-	c         client.Client
+	overlay  string
+	rendered string
+	// namespace is the operator's: its Deployments, Services and Leases.
+	namespace string
+	// roomNS is the example app's, where its rooms, RecordingPolicies and Jobs are.
+	roomNS string
+	c      client.Client
 }
 
 func TestRealNode(t *testing.T) {
@@ -67,7 +78,9 @@ func TestRealNode(t *testing.T) {
 }
 
 // apply installs config/default through an overlay that changes only the image and the
-// app's values, and waits until every Deployment of the install is available.
+// example app's values, as a user would: its SDKAppID, and its token Secret with the token
+// set in Tencent. It waits until every Deployment of the install is available and every
+// callback-server replica accepts the app's callbacks.
 func (in *install) apply(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
@@ -80,47 +93,54 @@ func (in *install) apply(t *testing.T) {
 
 	in.overlay = filepath.Join(work, "overlay")
 	g.Expect(os.MkdirAll(in.overlay, 0o755)).To(Succeed())
-	base, err := filepath.Rel(in.overlay, filepath.Join(root(), "config", "default"))
+	defaultDir := filepath.Join(root(), "config", "default")
+	base, err := filepath.Rel(in.overlay, defaultDir)
 	g.Expect(err).NotTo(HaveOccurred())
+	// The example app's namespace, where its token Secret is.
+	in.roomNS = renderedNamespace(t, kubectl(t, "kustomize", defaultDir), "LiveApp", appName)
 	colon := strings.LastIndex(managerName, ":")
 	name, tag := managerName[:colon], managerName[colon+1:]
 	kustomization := fmt.Sprintf(`apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
-namespace: liveroom-system
 resources:
 - %s
 images:
 - name: ghcr.io/liveroom-io/liveroom-operator
   newName: %s
   newTag: %s
-configMapGenerator:
-- name: config
-  behavior: merge
-  literals:
-  - sdkAppId=%s
+patches:
+- target: {kind: LiveApp, name: %s}
+  patch: |-
+    - op: replace
+      path: /spec/sdkAppId
+      value: %s
 secretGenerator:
-- name: callback-tokens
+- name: %s-callback-tokens
+  namespace: %s
   behavior: replace
   type: Opaque
+  options: {disableNameSuffixHash: true}
   files:
   - tokens=callback-tokens.txt
-`, base, name, tag, appID)
+`, base, name, tag, appName, appID, appName, in.roomNS)
 	g.Expect(os.WriteFile(filepath.Join(in.overlay, "kustomization.yaml"), []byte(kustomization), 0o644)).To(Succeed())
 	g.Expect(os.WriteFile(filepath.Join(in.overlay, "callback-tokens.txt"), []byte(token+"\n"), 0o600)).To(Succeed())
 
 	in.rendered = kubectl(t, "kustomize", in.overlay)
-	for _, doc := range strings.Split(in.rendered, "\n---\n") {
-		if strings.Contains(doc, "\nkind: Namespace\n") {
-			for _, line := range strings.Split(doc, "\n") {
-				if v, ok := strings.CutPrefix(line, "  name: "); ok {
-					in.namespace = v
-				}
-			}
-		}
-	}
-	g.Expect(in.namespace).NotTo(BeEmpty(), "the install has a Namespace")
+	in.namespace = renderedNamespace(t, in.rendered, "Deployment", "")
+	g.Expect(renderedNamespace(t, in.rendered, "LiveApp", appName)).To(Equal(in.roomNS))
 	g.Expect(in.rendered).To(ContainSubstring("image: "+managerName), "the overlay sets the image")
 
+	// The CRDs first: kubectl cannot map the example LiveApp before its CRD is established.
+	var crds []string
+	for _, doc := range strings.Split(in.rendered, "\n---\n") {
+		if strings.Contains(doc, "\nkind: CustomResourceDefinition\n") {
+			crds = append(crds, doc)
+		}
+	}
+	g.Expect(crds).NotTo(BeEmpty())
+	applyManifest(t, strings.Join(crds, "\n---\n"))
+	kubectl(t, "wait", "--for=condition=Established", "crd", "-l", partOf, "--timeout=60s")
 	out := kubectl(t, "apply", "--server-side", "-k", in.overlay)
 	t.Logf("kubectl apply:\n%s", out)
 	g.Expect(out).NotTo(ContainSubstring("PodSecurity"), "no Pod Security warning")
@@ -131,6 +151,50 @@ secretGenerator:
 	g.Expect(ns.Labels).To(HaveKeyWithValue("pod-security.kubernetes.io/enforce", "restricted"))
 
 	in.waitAvailable(t)
+	in.waitServed(t)
+}
+
+// renderedNamespace is the namespace of the rendered object of a kind (and name, unless
+// ""); it fails the test unless there is one.
+func renderedNamespace(t *testing.T, rendered, kind, name string) string {
+	t.Helper()
+	for _, doc := range strings.Split(rendered, "\n---\n") {
+		var obj struct {
+			Kind     string
+			Metadata struct{ Name, Namespace string }
+		}
+		if err := yaml.Unmarshal([]byte(doc), &obj); err != nil {
+			t.Fatal(err)
+		}
+		if obj.Kind == kind && (name == "" || obj.Metadata.Name == name) && obj.Metadata.Namespace != "" {
+			return obj.Metadata.Namespace
+		}
+	}
+	t.Fatalf("the install has no %s %s", kind, name)
+	return ""
+}
+
+// waitServed waits until the example LiveApp is Ready and every callback-server replica's
+// Lease says it has loaded the app's tokens: from then on every replica behind the
+// Service accepts the app's callbacks.
+func (in *install) waitServed(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
+	NewWithT(t).Eventually(func(g Gomega) {
+		app := &livev1.LiveApp{}
+		g.Expect(in.c.Get(ctx, client.ObjectKey{Namespace: in.roomNS, Name: appName}, app)).To(Succeed())
+		g.Expect(meta.IsStatusConditionTrue(app.Status.Conditions, livev1.ConditionReady)).To(BeTrue(), "LiveApp %s Ready: %v", appName, app.Status.Conditions)
+		for _, d := range in.deployments(t) {
+			if d.Labels["app.kubernetes.io/component"] != "callback-server" {
+				continue
+			}
+			for _, pod := range in.podsOf(t, &d) {
+				lease := &coordinationv1.Lease{}
+				g.Expect(in.c.Get(ctx, client.ObjectKey{Namespace: in.namespace, Name: pod.Name}, lease)).To(Succeed(), "Lease of replica %s", pod.Name)
+				g.Expect(apps.LoadedTokens(lease)).To(HaveKey(string(app.UID)), "replica %s has loaded the app's tokens", pod.Name)
+			}
+		}
+	}, 2*time.Minute, 200*time.Millisecond).Should(Succeed())
 }
 
 // deployments are the Deployments of the install.
@@ -313,20 +377,21 @@ func (in *install) apiThroughKubernetesService(t *testing.T) {
 // leader is the Pod that holds the install's leader election Lease.
 func (in *install) leader(t *testing.T) string {
 	t.Helper()
-	var leases coordinationv1.LeaseList
-	if err := in.c.List(context.Background(), &leases, client.InNamespace(in.namespace)); err != nil {
+	l := &coordinationv1.Lease{}
+	if err := in.c.Get(context.Background(), client.ObjectKey{Namespace: in.namespace, Name: leaderLease}, l); err != nil {
+		if apierrors.IsNotFound(err) {
+			return ""
+		}
 		t.Fatal(err)
 	}
-	for _, l := range leases.Items {
-		if l.Spec.HolderIdentity == nil {
-			continue
-		}
-		// controller-runtime's identity is "<hostname>_<uuid>"; a Pod's hostname is its name.
-		holder, _, _ := strings.Cut(*l.Spec.HolderIdentity, "_")
-		pod := &corev1.Pod{}
-		if err := in.c.Get(context.Background(), client.ObjectKey{Namespace: in.namespace, Name: holder}, pod); err == nil {
-			return holder
-		}
+	if l.Spec.HolderIdentity == nil {
+		return ""
+	}
+	// controller-runtime's identity is "<hostname>_<uuid>"; a Pod's hostname is its name.
+	holder, _, _ := strings.Cut(*l.Spec.HolderIdentity, "_")
+	pod := &corev1.Pod{}
+	if err := in.c.Get(context.Background(), client.ObjectKey{Namespace: in.namespace, Name: holder}, pod); err == nil {
+		return holder
 	}
 	return ""
 }
@@ -347,23 +412,32 @@ func (in *install) callbackURL(t *testing.T) string {
 
 var httpClient = &http.Client{Timeout: 5 * time.Second}
 
-// send posts a callback signed with the install's token; it returns nil only for an HTTP
-// 200 whose ActionStatus is OK.
+// send posts a callback of the example app signed with its token; it returns nil only for
+// an HTTP 200 whose ActionStatus is OK.
 func send(url, command, body string) error {
 	rt := strconv.FormatInt(time.Now().Unix(), 10)
-	full := fmt.Sprintf("%s?SdkAppid=%s&CallbackCommand=%s&contenttype=json&Sign=%s&RequestTime=%s",
-		url, appID, command, webhookserver.Sign(token, rt), rt)
-	resp, err := httpClient.Post(full, "application/json", strings.NewReader(body))
+	status, answer, err := post(url, command, "&Sign="+webhookserver.Sign(token, rt)+"&RequestTime="+rt, body)
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
-	answer, _ := io.ReadAll(resp.Body)
 	var parsed struct{ ActionStatus string }
-	if resp.StatusCode != http.StatusOK || json.Unmarshal(answer, &parsed) != nil || parsed.ActionStatus != "OK" {
-		return fmt.Errorf("%s: %d %s", command, resp.StatusCode, bytes.TrimSpace(answer))
+	if status != http.StatusOK || json.Unmarshal(answer, &parsed) != nil || parsed.ActionStatus != "OK" {
+		return fmt.Errorf("%s: %d %s", command, status, bytes.TrimSpace(answer))
 	}
 	return nil
+}
+
+// post posts a callback of the example app with auth (Sign and RequestTime, or "") in its
+// query, and returns the HTTP status and the answer.
+func post(url, command, auth, body string) (int, []byte, error) {
+	full := fmt.Sprintf("%s?SdkAppid=%s&CallbackCommand=%s&contenttype=json%s", url, appID, command, auth)
+	resp, err := httpClient.Post(full, "application/json", strings.NewReader(body))
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	answer, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, answer, err
 }
 
 func createBody(roomID, roomType, owner string) string {
@@ -377,7 +451,7 @@ func destroyBody(roomID string) string {
 
 func (in *install) room(roomID string) (*livev1.LiveRoom, error) {
 	room := &livev1.LiveRoom{}
-	return room, in.c.Get(context.Background(), client.ObjectKey{Namespace: in.namespace, Name: roomID}, room)
+	return room, in.c.Get(context.Background(), client.ObjectKey{Namespace: in.roomNS, Name: roomID}, room)
 }
 
 func (in *install) callbacksBecomeRooms(t *testing.T) {
@@ -400,6 +474,12 @@ func (in *install) callbacksBecomeRooms(t *testing.T) {
 		g.Expect(room.Spec.RoomID).To(Equal(id))
 		g.Expect(room.Spec.Owner).To(Equal("owner-" + id))
 	}
+	// An unsigned callback is refused and stores nothing.
+	status, answer, err := post(url, "Live.CallbackAfterCreateRoom", "", createBody("unsigned-room", "Voice", "mallory"))
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(status).To(Equal(http.StatusUnauthorized), "unsigned: %s", answer)
+	_, err = in.room("unsigned-room")
+	g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "no room from an unsigned callback: %v", err)
 }
 
 // recordingRunsAndStops: a RecordingPolicy's Job runs the recorder image for real, with the
@@ -408,7 +488,7 @@ func (in *install) callbacksBecomeRooms(t *testing.T) {
 func (in *install) recordingRunsAndStops(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
-	applyManifest(t, recordingPolicy(in.namespace))
+	applyManifest(t, recordingPolicy(in.roomNS))
 	url := in.callbackURL(t)
 	const roomID = "rec-room-1"
 	g.Expect(send(url, "Live.CallbackAfterCreateRoom", createBody(roomID, "Live", "anchor-7"))).To(Succeed())
@@ -416,13 +496,13 @@ func (in *install) recordingRunsAndStops(t *testing.T) {
 	var pod corev1.Pod
 	g.Eventually(func(g Gomega) {
 		var pods corev1.PodList
-		g.Expect(in.c.List(ctx, &pods, client.InNamespace(in.namespace), client.MatchingLabels{livev1.RoomLabel: roomID})).To(Succeed())
+		g.Expect(in.c.List(ctx, &pods, client.InNamespace(in.roomNS), client.MatchingLabels{livev1.RoomLabel: roomID})).To(Succeed())
 		g.Expect(pods.Items).To(HaveLen(1))
 		pod = pods.Items[0]
 		g.Expect(pod.Status.Phase).To(Equal(corev1.PodRunning))
 	}, 2*time.Minute, 200*time.Millisecond).Should(Succeed(), "the recording Pod runs")
 
-	logs := followLogs(t, in.namespace, pod.Name)
+	logs := followLogs(t, in.roomNS, pod.Name)
 	g.Eventually(logs.String, 30*time.Second, 100*time.Millisecond).Should(SatisfyAll(
 		ContainSubstring(`msg="Recording started"`),
 		ContainSubstring("roomID="+roomID),
@@ -434,7 +514,7 @@ func (in *install) recordingRunsAndStops(t *testing.T) {
 	g.Expect(send(url, "Live.CallbackAfterDestroyRoom", destroyBody(roomID))).To(Succeed())
 	g.Eventually(func(g Gomega) {
 		var jobs batchv1.JobList
-		g.Expect(in.c.List(ctx, &jobs, client.InNamespace(in.namespace), client.MatchingLabels{livev1.RoomLabel: roomID})).To(Succeed())
+		g.Expect(in.c.List(ctx, &jobs, client.InNamespace(in.roomNS), client.MatchingLabels{livev1.RoomLabel: roomID})).To(Succeed())
 		g.Expect(jobs.Items).To(HaveLen(1))
 		g.Expect(jobs.Items[0].Spec.Suspend).To(HaveValue(BeTrue()))
 	}, time.Minute, 200*time.Millisecond).Should(Succeed(), "the room's end suspends its Job")
@@ -597,7 +677,7 @@ func (in *install) checkOneJobPerRoom(t *testing.T, rooms []string) {
 	NewWithT(t).Eventually(func(g Gomega) {
 		for _, id := range rooms {
 			var jobs batchv1.JobList
-			g.Expect(in.c.List(ctx, &jobs, client.InNamespace(in.namespace), client.MatchingLabels{livev1.RoomLabel: id})).To(Succeed())
+			g.Expect(in.c.List(ctx, &jobs, client.InNamespace(in.roomNS), client.MatchingLabels{livev1.RoomLabel: id})).To(Succeed())
 			g.Expect(jobs.Items).To(HaveLen(1), "Jobs of room %s", id)
 		}
 	}, time.Minute, 500*time.Millisecond).Should(Succeed())
@@ -647,12 +727,16 @@ func (in *install) saveLogs(t *testing.T) {
 func (in *install) uninstall(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
-	out, err := cluster.Kubectl(ctx, "", "delete", "-k", in.overlay, "--wait=true", "--timeout=3m")
+	// Deleting the namespaces and CRDs first deletes the LiveApp too: kubectl then finds it
+	// gone, which is no error.
+	out, err := cluster.Kubectl(ctx, "", "delete", "-k", in.overlay, "--ignore-not-found", "--wait=true", "--timeout=3m")
 	g.Expect(err).NotTo(HaveOccurred())
 	t.Logf("kubectl delete:\n%s", out)
-	g.Eventually(func() error {
-		return in.c.Get(ctx, client.ObjectKey{Name: in.namespace}, &corev1.Namespace{})
-	}, 3*time.Minute, 500*time.Millisecond).Should(Satisfy(apierrors.IsNotFound), "namespace %s gone", in.namespace)
+	for _, ns := range []string{in.namespace, in.roomNS} {
+		g.Eventually(func() error {
+			return in.c.Get(ctx, client.ObjectKey{Name: ns}, &corev1.Namespace{})
+		}, 3*time.Minute, 500*time.Millisecond).Should(Satisfy(apierrors.IsNotFound), "namespace %s gone", ns)
+	}
 	left, err := cluster.Kubectl(ctx, in.rendered, "get", "-f", "-", "--ignore-not-found", "-o", "name")
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(strings.TrimSpace(left)).To(BeEmpty(), "objects of the install left")

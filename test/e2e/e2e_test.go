@@ -1,7 +1,8 @@
 // Package e2e drives the built operator as a user would: bin/manager runs as separate
 // processes in its two roles, callback server and controller, each with the ServiceAccount
 // and RBAC that config/default installs for it, on a local cluster with a real garbage
-// collector, Job controller, scheduler and kwok nodes.
+// collector, Job controller, scheduler and kwok nodes. Apps are LiveApps: config/default's
+// example app (its token set as a user would) and those the scenarios declare.
 package e2e
 
 import (
@@ -16,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,8 +34,7 @@ import (
 )
 
 const (
-	appID      = "1400000000"
-	token      = "e2e-token"
+	// roomNS is the namespace of config/default's example app, where its rooms go.
 	roomNS     = "live"
 	operatorNS = "liveroom-system"
 	// The ServiceAccounts of config/default's two Deployments.
@@ -43,6 +44,17 @@ const (
 	metricsNS = "monitoring"
 	metricsSA = "prometheus"
 )
+
+// app is a LiveApp as the tests send its callbacks: its SDKAppID and the token Tencent
+// signs them with.
+type app struct {
+	namespace, name string
+	sdkAppID        int64
+	token           string
+}
+
+// example is config/default's LiveApp, its token Secret set to token by install.
+var example = app{namespace: roomNS, name: "example", sdkAppID: 1400000000, token: "e2e-token"}
 
 var rootFlag = flag.String("root", "", "repository root (default: found from this file)")
 
@@ -104,8 +116,9 @@ func runSuite(m *testing.M) int {
 
 // install checks that everything config/default renders passes a server-side dry-run
 // apply, then applies all of it but the Deployments and PodDisruptionBudget: the tests run
-// the manager binary themselves, with the installed ServiceAccounts' credentials. It also
-// creates a metrics reader as a user would for Prometheus.
+// the manager binary themselves, with the installed ServiceAccounts' credentials. Then, as
+// a user would, it replaces the placeholder in the example app's token Secret with the
+// token the tests sign with, and creates a metrics reader for Prometheus.
 func install(ctx context.Context) error {
 	rendered, err := cluster.Kubectl(ctx, "", "kustomize", filepath.Join(root(), "config", "default"))
 	if err != nil {
@@ -139,8 +152,15 @@ func install(ctx context.Context) error {
 	if _, err := cluster.Kubectl(ctx, strings.Join(keep, "\n---\n"), "apply", "--server-side", "-f", "-"); err != nil {
 		return err
 	}
+	secret, err := cluster.Kubectl(ctx, "", "create", "secret", "generic", "example-callback-tokens", "-n", example.namespace,
+		"--from-literal=tokens="+example.token+"\n", "--dry-run=client", "-o", "yaml")
+	if err != nil {
+		return err
+	}
+	if _, err := cluster.Kubectl(ctx, secret, "apply", "--server-side", "-f", "-"); err != nil {
+		return fmt.Errorf("setting the example app's callback token: %w", err)
+	}
 	for _, args := range [][]string{
-		{"create", "namespace", roomNS},
 		{"create", "namespace", metricsNS},
 		{"create", "serviceaccount", metricsSA, "-n", metricsNS},
 		{"create", "clusterrolebinding", "e2e-metrics-reader", "--clusterrole=liveroom-metrics-reader", "--serviceaccount=" + metricsNS + ":" + metricsSA},
@@ -172,35 +192,31 @@ type manager struct {
 var managerCount atomic.Int32
 
 // startCallback runs bin/manager --role=callback as the callback server's ServiceAccount,
-// as its Deployment would, with rooms in roomNS unless extra flags say otherwise.
+// as its Deployment would: it serves every LiveApp and keeps its replica Lease.
 func startCallback(t *testing.T, extra ...string) *manager {
 	t.Helper()
-	tokens := filepath.Join(work, "tokens")
-	if err := os.WriteFile(tokens, []byte(token+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	ports, err := localcluster.FreePorts(1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	callback := "127.0.0.1:" + ports[0]
-	m := startManager(t, "callback", callbackSA, append([]string{
-		"--callback-token-file=" + tokens, "--callback-bind-address=" + callback,
-	}, extra...))
+	m := startManager(t, "callback", callbackSA, append([]string{"--callback-bind-address=" + callback}, extra...))
 	m.callback = callback
 	return m
 }
 
 // startController runs bin/manager --role=controller as the controller's ServiceAccount,
-// leader-elected as its Deployment is, with rooms in roomNS unless extra flags say otherwise.
+// leader-elected as its Deployment is.
 func startController(t *testing.T, extra ...string) *manager {
 	t.Helper()
 	return startManager(t, "controller", controllerSA, append([]string{
-		"--leader-elect", "--leader-election-namespace=" + operatorNS, "--ended-room-ttl=1h",
+		"--leader-elect", "--leader-election-namespace=" + operatorNS,
 	}, extra...))
 }
 
 // startManager runs bin/manager in role as ServiceAccount sa and waits until it is ready.
+// Each process gets a POD_NAME of its own, as each Pod has: a callback server names its
+// replica Lease after it.
 func startManager(t *testing.T, role, sa string, roleArgs []string) *manager {
 	t.Helper()
 	n := managerCount.Add(1)
@@ -219,10 +235,11 @@ func startManager(t *testing.T, role, sa string, roleArgs []string) *manager {
 	}
 	m := &manager{name: name, metrics: "127.0.0.1:" + ports[0], probes: "127.0.0.1:" + ports[1], done: make(chan struct{})}
 	args := append([]string{
-		"--role=" + role, "--kubeconfig=" + kubeconfig, "--sdk-app-id=" + appID, "--room-namespace=" + roomNS,
+		"--role=" + role, "--kubeconfig=" + kubeconfig, "--operator-namespace=" + operatorNS,
 		"--metrics-bind-address=" + m.metrics, "--health-probe-bind-address=" + m.probes, "--zap-log-level=debug",
 	}, roleArgs...)
 	m.cmd = exec.Command(filepath.Join(root(), "bin", "manager"), args...)
+	m.cmd.Env = append(os.Environ(), "POD_NAME=e2e-"+name)
 	m.cmd.Stdout, m.cmd.Stderr = log, log
 	m.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := m.cmd.Start(); err != nil {
@@ -298,25 +315,58 @@ func (m *manager) getMetrics(bearer string) (int, string, error) {
 	return resp.StatusCode, string(b), err
 }
 
-// send POSTs a Tencent callback signed with the test token.
-func send(m *manager, command, body string) (int, string, error) {
-	rt := strconv.FormatInt(time.Now().Unix(), 10)
-	url := fmt.Sprintf("http://%s/callback?SdkAppid=%s&CallbackCommand=%s&contenttype=json&Sign=%s&RequestTime=%s",
-		m.callback, appID, command, webhookserver.Sign(token, rt), rt)
-	resp, err := http.Post(url, "application/json", bytes.NewBufferString(body))
+var callbackClient = &http.Client{Timeout: 10 * time.Second}
+
+// sendSigned POSTs a callback of SDKAppID sdkAppID signed with token, as Tencent would.
+func sendSigned(m *manager, sdkAppID int64, token, command, body string) (int, string, error) {
+	return post(m, sdkAppID, signedAt(token, time.Now()), command, body)
+}
+
+// signedAt is the Sign and RequestTime query parameters of a callback signed with token at t.
+func signedAt(token string, t time.Time) string {
+	rt := strconv.FormatInt(t.Unix(), 10)
+	return "&Sign=" + webhookserver.Sign(token, rt) + "&RequestTime=" + rt
+}
+
+// post POSTs a callback of SDKAppID sdkAppID with auth (its Sign and RequestTime
+// parameters, or "" for none) in the query, and returns the HTTP status and the answer.
+func post(m *manager, sdkAppID int64, auth, command, body string) (int, string, error) {
+	url := fmt.Sprintf("http://%s/callback?SdkAppid=%d&CallbackCommand=%s&contenttype=json%s", m.callback, sdkAppID, command, auth)
+	resp, err := callbackClient.Post(url, "application/json", bytes.NewBufferString(body))
 	if err != nil {
 		return 0, "", err
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b), nil
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
 }
 
-func mustSend(t *testing.T, m *manager, command, body string) {
+// send POSTs a callback of a signed with its token.
+func send(m *manager, a app, command, body string) (int, string, error) {
+	return sendSigned(m, a.sdkAppID, a.token, command, body)
+}
+
+func mustSend(t *testing.T, m *manager, a app, command, body string) {
 	t.Helper()
-	status, answer, err := send(m, command, body)
+	status, answer, err := send(m, a, command, body)
 	if err != nil || status != http.StatusOK {
-		t.Fatalf("%s: %d %s %v", command, status, answer, err)
+		t.Fatalf("%s of %d: %d %s %v", command, a.sdkAppID, status, answer, err)
+	}
+}
+
+// probeCommand is a callback command the operator does not handle: the callback server
+// authenticates it and answers OK without storing anything.
+const probeCommand = "Live.CallbackAfterE2EProbe"
+
+// waitServed waits until every callback server accepts a's callbacks: the controller has
+// handed them the app's tokens.
+func waitServed(t *testing.T, a app, servers ...*manager) {
+	t.Helper()
+	for _, m := range servers {
+		NewWithT(t).Eventually(func() (int, error) {
+			status, _, err := send(m, a, probeCommand, `{"CallbackCommand":"`+probeCommand+`"}`)
+			return status, err
+		}, timeout, 100*time.Millisecond).Should(Equal(http.StatusOK), "%s serves SDKAppID %d", m.name, a.sdkAppID)
 	}
 }
 
@@ -384,3 +434,87 @@ func dumpLogs() {
 		}
 	})
 }
+
+// createNamespace creates a namespace for a test's app.
+func createNamespace(t *testing.T, name string) {
+	t.Helper()
+	kubectl(t, "create", "namespace", name)
+}
+
+// createSecret creates a Secret of one key, as `kubectl create secret generic` does.
+func createSecret(t *testing.T, namespace, name, key, value string) {
+	t.Helper()
+	kubectl(t, "create", "secret", "generic", name, "-n", namespace, "--from-literal="+key+"="+value)
+}
+
+// declareCallbackApp declares a callback-only app in a namespace of its own: its token in
+// a Secret and its LiveApp, as a user would for an app whose token is set in Tencent's
+// console.
+func declareCallbackApp(t *testing.T, a app) {
+	t.Helper()
+	createNamespace(t, a.namespace)
+	createSecret(t, a.namespace, a.name+"-callback-tokens", "tokens", a.token+"\n")
+	applyCallbackApp(t, a)
+}
+
+// applyCallbackApp applies the LiveApp of a callback-only app whose tokens are in Secret
+// NAME-callback-tokens of its namespace.
+func applyCallbackApp(t *testing.T, a app) {
+	t.Helper()
+	kubectlApply(t, fmt.Sprintf(`apiVersion: live.liveroom.io/v1alpha1
+kind: LiveApp
+metadata:
+  name: %s
+  namespace: %s
+spec:
+  sdkAppId: %d
+  callback:
+    tokensSecretRef:
+      name: %s-callback-tokens
+      key: tokens
+`, a.name, a.namespace, a.sdkAppID, a.name))
+}
+
+// appCondition is "status/reason" of one condition of a's LiveApp.
+func appCondition(t *testing.T, a app, condition string) string {
+	t.Helper()
+	return kubectl(t, "get", "liveapp", a.name, "-n", a.namespace, "-o",
+		fmt.Sprintf(`jsonpath={.status.conditions[?(@.type==%q)].status}/{.status.conditions[?(@.type==%q)].reason}`, condition, condition))
+}
+
+// events lists "type reason: note" of the Events about an object.
+func events(t *testing.T, namespace, kind, name string) string {
+	t.Helper()
+	return kubectl(t, "get", "events", "-n", namespace, "--field-selector", "involvedObject.kind="+kind+",involvedObject.name="+name,
+		"-o", `jsonpath={range .items[*]}{.type} {.reason}: {.message}{"\n"}{end}`)
+}
+
+// table parses kubectl's default output: the header's columns, and the rows keyed by
+// their NAME, each mapping a column to its value. Columns start where the header's
+// titles do (a title may hold one space, as ROOM ID does).
+func table(out string) (header []string, rows map[string]map[string]string) {
+	rows = map[string]map[string]string{}
+	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	var starts []int
+	for _, loc := range columnTitle.FindAllStringIndex(lines[0], -1) {
+		header = append(header, lines[0][loc[0]:loc[1]])
+		starts = append(starts, loc[0])
+	}
+	for _, line := range lines[1:] {
+		row := map[string]string{}
+		for i, start := range starts {
+			end := len(line)
+			if i+1 < len(starts) && starts[i+1] < end {
+				end = starts[i+1]
+			}
+			if start < end {
+				row[header[i]] = strings.TrimSpace(line[start:end])
+			}
+		}
+		rows[row["NAME"]] = row
+	}
+	return header, rows
+}
+
+// columnTitle is one title of kubectl's header: words separated by single spaces.
+var columnTitle = regexp.MustCompile(`\S+( \S+)*`)
