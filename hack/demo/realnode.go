@@ -3,9 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/liveroom-io/liveroom-operator/internal/localcluster"
@@ -18,7 +18,7 @@ func (d *demo) startOnRealNode(ctx context.Context) error {
 		"run `make image test-images node-bins` as root; see "+filepath.Join(d.work, "logs"), func() error { return d.startRealNode(ctx) }); err != nil {
 		return err
 	}
-	if err := d.do("Installing config/default with the operator's image (bin/image/manager.tar)",
+	if err := d.do("Installing config/default (the operator and the example app) with the operator's image (bin/image/manager.tar)",
 		"check `kubectl kustomize config/default` renders", d.installImage(ctx)); err != nil {
 		return err
 	}
@@ -47,8 +47,8 @@ func (d *demo) startRealNode(ctx context.Context) error {
 	return d.show(ctx, "get", "nodes", "-o", "wide")
 }
 
-// installImage installs config/default through an overlay that sets the image, the demo's
-// SDKAppID and token, and rooms in roomNS; the operator runs as Pods on the node.
+// installImage installs config/default, the operator and the example app, through an
+// overlay that only names the operator's image: the operator runs as Pods on the node.
 func (d *demo) installImage(ctx context.Context) func() error {
 	return func() error {
 		overlay := filepath.Join(d.work, "overlay")
@@ -67,39 +67,27 @@ func (d *demo) installImage(ctx context.Context) func() error {
 		name, tag := image[:colon], image[colon+1:]
 		kustomization := fmt.Sprintf(`apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
-namespace: %s
 resources:
 - %s
 images:
 - name: ghcr.io/liveroom-io/liveroom-operator
   newName: %s
   newTag: %s
-configMapGenerator:
-- name: config
-  behavior: merge
-  literals: [sdkAppId=%s]
-secretGenerator:
-- name: callback-tokens
-  behavior: replace
-  type: Opaque
-  files: [tokens=callback-tokens.txt]
-patches:
-- target: {kind: Deployment}
-  patch: |-
-    - op: add
-      path: /spec/template/spec/containers/0/args/-
-      value: --room-namespace=%s
-`, operatorNS, base, name, tag, sdkAppID, roomNS)
+`, base, name, tag)
 		if err := os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), []byte(kustomization), 0o644); err != nil {
 			return err
 		}
-		if err := os.WriteFile(filepath.Join(overlay, "callback-tokens.txt"), []byte(demoToken+"\n"), 0o600); err != nil {
+		rendered, err := d.get(ctx, "kustomize", overlay)
+		if err != nil {
 			return err
 		}
-		if _, err := d.cluster.Kubectl(ctx, "", "create", "namespace", roomNS); err != nil {
+		fmt.Printf("    $ kubectl apply --server-side -k %s\n", overlay)
+		out, err := d.apply(ctx, strings.Split(rendered, "\n---\n"))
+		fmt.Print(indent(out))
+		if err != nil {
 			return err
 		}
-		return d.show(ctx, "apply", "--server-side", "-k", overlay)
+		return d.addMetricsReader(ctx)
 	}
 }
 
@@ -120,6 +108,13 @@ func (d *demo) waitOperatorPods(ctx context.Context) error {
 		return err
 	}
 	d.callbackURL = "http://" + ip + "/callback"
+	replicas, err := d.get(ctx, "get", "deployment", "liveroom-callback-server", "-n", operatorNS, "-o", "jsonpath={.spec.replicas}")
+	if err != nil {
+		return err
+	}
+	if d.callbackReplicas, err = strconv.Atoi(replicas); err != nil {
+		return err
+	}
 	if err := d.waitFor(ctx, "the callback Service routing", func() (bool, error) {
 		resp, err := httpGet(ctx, d.callbackURL)
 		return err == nil && resp > 0, nil
@@ -169,17 +164,4 @@ spec:
 `, recorder)
 	path := filepath.Join(d.work, "recordingpolicy.yaml")
 	return path, os.WriteFile(path, []byte(policy), 0o644)
-}
-
-func httpGet(ctx context.Context, url string) (int, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	resp.Body.Close()
-	return resp.StatusCode, nil
 }

@@ -194,92 +194,21 @@ func run(ctx context.Context, f *flags) error {
 	}
 	defer func() { _ = env.Stop() }()
 	cfg.QPS, cfg.Burst = float32(f.qps), f.burst
-	scheme := testenv.Scheme
 
-	raw, err := client.New(rest.CopyConfig(cfg), client.Options{Scheme: scheme})
+	raw, err := client.New(rest.CopyConfig(cfg), client.Options{Scheme: testenv.Scheme})
 	if err != nil {
 		return err
 	}
-	for _, ns := range []string{nsCallbacks, nsCreateStatus, nsCreateOnly, nsNoEvents, nsOperator} {
-		if err := raw.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
-			return err
-		}
+	if err := declareApps(ctx, raw); err != nil {
+		return err
 	}
-	// The apps, as a person declares them and the controller projects their token.
-	for ns, id := range map[string]int64{nsCallbacks: sdkAppID, nsNoEvents: sdkAppIDNoEvents} {
-		if err := declareApp(ctx, raw, ns, id); err != nil {
-			return err
-		}
-	}
-
-	// The manager as main.go builds it, without the reconcilers.
-	mgr, err := ctrl.NewManager(rest.CopyConfig(cfg), manager.Options{
-		Scheme:                 scheme,
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		Cache:                  caches.CallbackServer(nsOperator),
-	})
+	srv, err := startServers(ctx, cfg, f.timeout)
 	if err != nil {
 		return err
 	}
-	if err := roomstore.IndexRoomID(ctx, mgr.GetFieldIndexer()); err != nil {
-		return err
-	}
-	newServer := func(replica string, recorder events.EventRecorder) (*webhookserver.Server, error) {
-		store := roomstore.New(roomstore.Config{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(),
-			FieldOwner: webhookserver.FieldOwner, Recorder: recorder})
-		// Creates only: the count lane is never written to.
-		counts := audience.New(audience.Config{Log: logr.Discard()}, func(ns string, id int64) audience.Store { return store.ForApp(ns, id) })
-		srv := webhookserver.New(webhookserver.Options{
-			BindAddress: "127.0.0.1:0", OperatorNamespace: nsOperator, Replica: replica,
-			Apps: mgr.GetCache(), Client: mgr.GetClient(), Timeout: f.timeout,
-		}, store, counts, webhookserver.NewMetrics(prometheus.NewRegistry()), logr.Discard())
-		return srv, mgr.Add(srv)
-	}
-	// The server under test, as main.go wires it (with its Event recorder).
-	srv, err := newServer("bench-callbacks", mgr.GetEventRecorder(webhookserver.FieldOwner))
+	defer srv.stop()
+	b, err := newBench(ctx, cfg, raw, srv, slices.Max(f.levels))
 	if err != nil {
-		return err
-	}
-	// The diagnostic twin: same manager, client and cache, no Events; the bench sends it
-	// the twin app's callbacks.
-	srvNoEv, err := newServer("bench-callbacks-noevents", nil)
-	if err != nil {
-		return err
-	}
-	mgrCtx, stopMgr := context.WithCancel(ctx)
-	mgrDone := make(chan error, 1)
-	go func() { mgrDone <- mgr.Start(mgrCtx) }()
-	defer func() { stopMgr(); <-mgrDone }()
-	deadline := time.Now().Add(60 * time.Second)
-	for srv.Addr() == nil || srvNoEv.Addr() == nil || !mgr.GetCache().WaitForCacheSync(ctx) {
-		select {
-		case err := <-mgrDone:
-			return fmt.Errorf("manager stopped: %v", err)
-		default:
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return errors.New("callback server did not start")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-
-	maxConc := slices.Max(f.levels)
-	b := &bench{
-		url:     "http://" + srv.Addr().String() + "/callback",
-		urlNoEv: "http://" + srvNoEv.Addr().String() + "/callback",
-		http: &http.Client{Transport: &http.Transport{
-			MaxIdleConns: 4 * maxConc, MaxIdleConnsPerHost: 4 * maxConc, IdleConnTimeout: 90 * time.Second, DisableCompression: true,
-		}, Timeout: 30 * time.Second},
-		raw:        raw,
-		createTime: time.Now().Unix(),
-	}
-	mcfg := rest.CopyConfig(cfg)
-	mcfg.QPS, mcfg.Burst = -1, 0 // no client-side limit for the metrics scrape and the watch
-	if b.metricsCl, err = measure.MetricsClient(mcfg); err != nil {
-		return err
-	}
-	if err := b.countEvents(ctx, mcfg); err != nil {
 		return err
 	}
 
@@ -290,7 +219,6 @@ func run(ctx context.Context, f *flags) error {
 	if f.noEvents {
 		modes = append(modes, modeNoEvents)
 	}
-
 	// Warm-up: connections, informers, apiserver caches; nothing recorded.
 	for _, m := range modes {
 		if _, err := b.runMode(ctx, m, 16, f.warmup); err != nil {
@@ -304,7 +232,134 @@ func run(ctx context.Context, f *flags) error {
 		return err
 	}
 	defer stopProfile()
+	results, acct, err := b.measureLevels(ctx, f, modes, srv.cache)
+	if err != nil {
+		return err
+	}
+	pprof.StopCPUProfile()
 
+	printTable(results, f.noEvents)
+	printAccounting(acct, modes)
+	return b.verify(ctx)
+}
+
+// declareApps creates the namespaces of every mode and the operator's, and the apps of
+// the two callback modes.
+func declareApps(ctx context.Context, c client.Client) error {
+	for _, ns := range []string{nsCallbacks, nsCreateStatus, nsCreateOnly, nsNoEvents, nsOperator} {
+		if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+			return err
+		}
+	}
+	for ns, id := range map[string]int64{nsCallbacks: sdkAppID, nsNoEvents: sdkAppIDNoEvents} {
+		if err := declareApp(ctx, c, ns, id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// servers are the callback server under test and its diagnostic twin, on one manager.
+type servers struct {
+	withEvents, noEvents *webhookserver.Server
+	cache                cache.Cache
+	stopManager          context.CancelFunc
+	done                 chan error
+}
+
+// startServers starts a manager as main.go builds it for --role=callback, without the
+// lanes, with the server under test (recording Events, as main.go wires it) and a twin
+// that records none, and waits until both listen.
+func startServers(ctx context.Context, cfg *rest.Config, timeout time.Duration) (*servers, error) {
+	mgr, err := ctrl.NewManager(rest.CopyConfig(cfg), manager.Options{
+		Scheme:                 testenv.Scheme,
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		Cache:                  caches.CallbackServer(nsOperator),
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := roomstore.IndexRoomID(ctx, mgr.GetFieldIndexer()); err != nil {
+		return nil, err
+	}
+	newServer := func(replica string, recorder events.EventRecorder) (*webhookserver.Server, error) {
+		store := roomstore.New(roomstore.Config{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(),
+			FieldOwner: webhookserver.FieldOwner, Recorder: recorder})
+		// Creates only: the count lane is never written to.
+		counts := audience.New(audience.Config{Log: logr.Discard()}, func(ns string, id int64) audience.Store { return store.ForApp(ns, id) })
+		srv := webhookserver.New(webhookserver.Options{
+			BindAddress: "127.0.0.1:0", OperatorNamespace: nsOperator, Replica: replica,
+			Apps: mgr.GetCache(), Client: mgr.GetClient(), Timeout: timeout,
+		}, store, counts, webhookserver.NewMetrics(prometheus.NewRegistry()), logr.Discard())
+		return srv, mgr.Add(srv)
+	}
+	s := &servers{cache: mgr.GetCache(), done: make(chan error, 1)}
+	if s.withEvents, err = newServer("bench-callbacks", mgr.GetEventRecorder(webhookserver.FieldOwner)); err != nil {
+		return nil, err
+	}
+	// The diagnostic twin: same manager, client and cache, no Events; the bench sends it
+	// the twin app's callbacks.
+	if s.noEvents, err = newServer("bench-callbacks-noevents", nil); err != nil {
+		return nil, err
+	}
+	mgrCtx, stopManager := context.WithCancel(ctx)
+	s.stopManager = stopManager
+	go func() { s.done <- mgr.Start(mgrCtx) }()
+	if err := s.waitListening(ctx); err != nil {
+		s.stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *servers) waitListening(ctx context.Context) error {
+	deadline := time.Now().Add(60 * time.Second)
+	for s.withEvents.Addr() == nil || s.noEvents.Addr() == nil || !s.cache.WaitForCacheSync(ctx) {
+		select {
+		case err := <-s.done:
+			s.done <- err // for stop
+			return fmt.Errorf("manager stopped: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return errors.New("callback server did not start")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return nil
+}
+
+// stop stops the manager and reports how it ended, unless it ended as asked.
+func (s *servers) stop() {
+	s.stopManager()
+	if err := <-s.done; err != nil && !errors.Is(err, context.Canceled) {
+		fmt.Fprintln(os.Stderr, "callbacks: manager:", err)
+	}
+}
+
+func newBench(ctx context.Context, cfg *rest.Config, raw client.Client, srv *servers, maxConc int) (*bench, error) {
+	b := &bench{
+		url:     "http://" + srv.withEvents.Addr().String() + "/callback",
+		urlNoEv: "http://" + srv.noEvents.Addr().String() + "/callback",
+		http: &http.Client{Transport: &http.Transport{
+			MaxIdleConns: 4 * maxConc, MaxIdleConnsPerHost: 4 * maxConc, IdleConnTimeout: 90 * time.Second, DisableCompression: true,
+		}, Timeout: 30 * time.Second},
+		raw:        raw,
+		createTime: time.Now().Unix(),
+	}
+	mcfg := rest.CopyConfig(cfg)
+	mcfg.QPS, mcfg.Burst = -1, 0 // no client-side limit for the metrics scrape and the watch
+	var err error
+	if b.metricsCl, err = measure.MetricsClient(mcfg); err != nil {
+		return nil, err
+	}
+	return b, b.countEvents(ctx, mcfg)
+}
+
+// measureLevels runs every level: per round, each mode on its share of the level's
+// requests, in rotating order; every level but the last is cleaned up after.
+func (b *bench) measureLevels(ctx context.Context, f *flags, modes []mode, c cache.Cache) ([]levelResult, [numModes]accounting, error) {
 	var results []levelResult
 	var acct [numModes]accounting
 	for m := range numModes {
@@ -322,23 +377,12 @@ func run(ctx context.Context, f *flags) error {
 			}
 			for k := range modes {
 				m := modes[(r+k)%len(modes)]
-				apiBefore, cpuBefore := measure.APIRequests(ctx, b.metricsCl, "liverooms", "events"), measure.CPUMillis()
-				res, err := b.runMode(ctx, m, conc, share)
+				res, err := b.measureRun(ctx, m, conc, share, &acct[m])
 				if err != nil {
-					return err
+					return nil, acct, err
 				}
-				if m == modeCallback {
-					// Its Events are written asynchronously: let them land (and be counted
-					// here) before the next run starts.
-					b.drainEvents(ctx)
-				}
-				cpuAfter, apiAfter := measure.CPUMillis(), measure.APIRequests(ctx, b.metricsCl, "liverooms", "events")
-				acct[m].add(share, apiBefore, apiAfter, cpuBefore, cpuAfter)
 				if f.verbose {
-					var one stats
-					one.add(res)
-					fmt.Printf("  c=%d round %d %-14s %5d in %7s: %7.1f/s p50 %8s p99 %8s errors %d\n", conc, r, modeNames[m], share,
-						res.wall.Round(time.Millisecond), one.rate(), ms(one.pct(.5)), ms(one.pct(.99)), res.errs)
+					printRun(conc, r, m, share, res)
 				}
 				lr.modes[m].add(res)
 			}
@@ -347,16 +391,37 @@ func run(ctx context.Context, f *flags) error {
 		results = append(results, lr)
 		if li < len(f.levels)-1 {
 			// Every level starts from empty namespaces, so the stored rooms do not pile up.
-			if err := b.clean(ctx, mgr.GetCache()); err != nil {
-				return err
+			if err := b.clean(ctx, c); err != nil {
+				return nil, acct, err
 			}
 		}
 	}
-	pprof.StopCPUProfile()
+	return results, acct, nil
+}
 
-	printTable(results, f.noEvents)
-	printAccounting(acct, modes)
-	return b.verify(ctx)
+// measureRun runs mode m once and adds what it cost the API server and each process to
+// acct.
+func (b *bench) measureRun(ctx context.Context, m mode, conc, n int, acct *accounting) (runResult, error) {
+	apiBefore, cpuBefore := measure.APIRequests(ctx, b.metricsCl, "liverooms", "events"), measure.CPUMillis()
+	res, err := b.runMode(ctx, m, conc, n)
+	if err != nil {
+		return res, err
+	}
+	if m == modeCallback {
+		// Its Events are written asynchronously: let them land (and be counted here)
+		// before the next run starts.
+		b.drainEvents(ctx)
+	}
+	cpuAfter, apiAfter := measure.CPUMillis(), measure.APIRequests(ctx, b.metricsCl, "liverooms", "events")
+	acct.add(n, apiBefore, apiAfter, cpuBefore, cpuAfter)
+	return res, nil
+}
+
+func printRun(conc, round int, m mode, n int, res runResult) {
+	var one stats
+	one.add(res)
+	fmt.Printf("  c=%d round %d %-14s %5d in %7s: %7.1f/s p50 %8s p99 %8s errors %d\n", conc, round, modeNames[m], n,
+		res.wall.Round(time.Millisecond), one.rate(), ms(one.pct(.5)), ms(one.pct(.99)), res.errs)
 }
 
 // runResult is one run of a mode: per-request latencies and the wall time.
@@ -476,10 +541,24 @@ func (b *bench) callback(ctx context.Context, target string, app int64, roomID s
 	return nil
 }
 
-// declareApp creates the LiveApp of sdkAppID in ns and, as the controller does, its
-// projection Secret with the bench's token.
+// declareApp declares the app of sdkAppID in ns as a user does (a LiveApp whose callback
+// token is in a Secret beside it) and hands the token to the callback servers through a
+// projection Secret, as the controller (which does not run here) does.
 func declareApp(ctx context.Context, c client.Client, ns string, id int64) error {
-	app := &livev1.LiveApp{ObjectMeta: metav1.ObjectMeta{Name: "bench", Namespace: ns}, Spec: livev1.LiveAppSpec{SDKAppID: id}}
+	tokens := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "bench-callback-tokens", Namespace: ns},
+		StringData: map[string]string{apps.TokensKey: token + "\n"},
+	}
+	if err := c.Create(ctx, tokens); err != nil {
+		return err
+	}
+	app := &livev1.LiveApp{
+		ObjectMeta: metav1.ObjectMeta{Name: "bench", Namespace: ns},
+		Spec: livev1.LiveAppSpec{
+			SDKAppID: id,
+			Callback: livev1.LiveAppCallback{TokensSecretRef: &livev1.SecretKeyRef{Name: tokens.Name, Key: apps.TokensKey}},
+		},
+	}
 	if err := c.Create(ctx, app); err != nil {
 		return err
 	}
@@ -487,6 +566,10 @@ func declareApp(ctx context.Context, c client.Client, ns string, id int64) error
 		ObjectMeta: metav1.ObjectMeta{
 			Name: apps.ProjectionName(app.UID), Namespace: nsOperator,
 			Labels: map[string]string{apps.ProjectionAppLabel: string(app.UID)},
+			Annotations: map[string]string{
+				apps.ProjectionAppAnnotation: ns + "/" + app.Name,
+				apps.TokensHashAnnotation:    apps.TokensHash([]string{token}),
+			},
 		},
 		Data: map[string][]byte{apps.TokensKey: []byte(token)},
 	})

@@ -1,9 +1,11 @@
 // Command load drives the callback server with an open-loop load like a busy app's:
 // member enter/leave callbacks (the audience churning in many live rooms) arrive at a fixed
 // rate whatever the answers' latency, while a room is created every 250 ms. It starts a
-// real etcd + kube-apiserver (envtest, bin/k8s), declares the app as a LiveApp with its
-// token projected as the controller does, and runs bin/manager --role=callback at its
-// default flags against it, as a separate process, then measures, per rate:
+// real etcd + kube-apiserver (envtest, bin/k8s), declares the app as a user does (its
+// namespace, a LiveApp, a Secret with its callback token), hands the token to the callback
+// server as the controller does (which does not run here), and runs bin/manager
+// --role=callback at its default flags against it, as a separate process, then measures,
+// per rate:
 //
 //   - room creates stored (answered OK and present afterwards), their latency p50/p99, and
 //     the ratio of the p99 to the same creates against the idle server, measured in the
@@ -51,9 +53,11 @@ import (
 )
 
 const (
-	sdkAppID = "1400000000"
+	sdkAppID = 1400000000
 	token    = "bench-load-token"
 	roomNS   = "live"
+	// appName is the LiveApp's name; its tokens are in Secret appName-callback-tokens.
+	appName = "load"
 	// operatorNS holds the app's projection Secret and the manager's Lease.
 	operatorNS = "liveroom-system"
 )
@@ -67,7 +71,6 @@ type flags struct {
 	idle        time.Duration
 	drainLimit  time.Duration
 	maxInflight int
-	legacy      bool
 	extraArgs   []string
 	profile     string
 	profileRate int
@@ -86,7 +89,6 @@ func parseFlags() (*flags, error) {
 	flag.IntVar(&f.maxInflight, "max-inflight", 8192, "requests in flight before the generator itself counts as saturated")
 	flag.StringVar(&f.profile, "cpuprofile", "", "write a CPU profile of the manager, taken during one storm, to this file")
 	flag.IntVar(&f.profileRate, "cpuprofile-rate", 0, "the storm to profile (default: the last)")
-	flag.BoolVar(&f.legacy, "legacy-flags", false, "run a manager from before the two roles and LiveApps (no --role, the app in flags, plain-HTTP metrics), to measure it in the same way")
 	flag.Parse()
 	for _, p := range strings.Split(*rates, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(p))
@@ -210,11 +212,7 @@ func startManager(ctx context.Context, env *envtest.Environment, f *flags, work 
 		return nil, err
 	}
 	kubeconfig := filepath.Join(work, "kubeconfig")
-	tokens := filepath.Join(work, "tokens")
 	if err := os.WriteFile(kubeconfig, kc, 0o600); err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(tokens, []byte(token+"\n"), 0o600); err != nil {
 		return nil, err
 	}
 	ports, err := freePorts(4)
@@ -224,14 +222,11 @@ func startManager(ctx context.Context, env *envtest.Environment, f *flags, work 
 	m := &manager{callbackURL: "http://127.0.0.1:" + ports[0] + "/callback", metricsURL: "http://127.0.0.1:" + ports[1] + "/metrics",
 		pprofURL: "http://127.0.0.1:" + ports[3] + "/debug/pprof/profile",
 		done:     make(chan struct{}), client: &http.Client{Timeout: 5 * time.Second}}
-	args := []string{"--kubeconfig=" + kubeconfig, "--callback-bind-address=127.0.0.1:" + ports[0],
-		"--metrics-bind-address=127.0.0.1:" + ports[1], "--health-probe-bind-address=127.0.0.1:" + ports[2]}
-	if f.legacy {
-		args = append(args, "--sdk-app-id="+sdkAppID, "--room-namespace="+roomNS, "--callback-token-file="+tokens)
-	} else {
-		args = append(args, "--role=callback", "--operator-namespace="+operatorNS, "--metrics-secure=false", "--pprof-bind-address=127.0.0.1:"+ports[3])
-	}
-	args = append(args, f.extraArgs...)
+	args := append([]string{
+		"--role=callback", "--kubeconfig=" + kubeconfig, "--callback-bind-address=127.0.0.1:" + ports[0],
+		"--metrics-bind-address=127.0.0.1:" + ports[1], "--metrics-secure=false",
+		"--health-probe-bind-address=127.0.0.1:" + ports[2], "--pprof-bind-address=127.0.0.1:" + ports[3],
+	}, f.extraArgs...)
 	log, err := os.Create(filepath.Join(work, "manager.log"))
 	if err != nil {
 		return nil, err
@@ -267,14 +262,25 @@ func startManager(ctx context.Context, env *envtest.Environment, f *flags, work 
 	}
 }
 
-// declareApp creates the LiveApp of the callbacks, its rooms in roomNS, and, as the
-// controller does, its projection Secret with the token.
+// declareApp declares the app as a user does: a LiveApp in roomNS whose callback tokens
+// are in a Secret beside it. The controller, which does not run here, would hand them to
+// the callback server through a projection Secret in the operator's namespace: the bench
+// writes that Secret as the controller does.
 func declareApp(ctx context.Context, c client.Client) error {
-	id, err := strconv.ParseInt(sdkAppID, 10, 64)
-	if err != nil {
+	tokens := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: appName + "-callback-tokens", Namespace: roomNS},
+		StringData: map[string]string{apps.TokensKey: token + "\n"},
+	}
+	if err := c.Create(ctx, tokens); err != nil {
 		return err
 	}
-	app := &livev1.LiveApp{ObjectMeta: metav1.ObjectMeta{Name: "load", Namespace: roomNS}, Spec: livev1.LiveAppSpec{SDKAppID: id}}
+	app := &livev1.LiveApp{
+		ObjectMeta: metav1.ObjectMeta{Name: appName, Namespace: roomNS},
+		Spec: livev1.LiveAppSpec{
+			SDKAppID: sdkAppID,
+			Callback: livev1.LiveAppCallback{TokensSecretRef: &livev1.SecretKeyRef{Name: tokens.Name, Key: apps.TokensKey}},
+		},
+	}
 	if err := c.Create(ctx, app); err != nil {
 		return err
 	}
@@ -282,6 +288,10 @@ func declareApp(ctx context.Context, c client.Client) error {
 		ObjectMeta: metav1.ObjectMeta{
 			Name: apps.ProjectionName(app.UID), Namespace: operatorNS,
 			Labels: map[string]string{apps.ProjectionAppLabel: string(app.UID)},
+			Annotations: map[string]string{
+				apps.ProjectionAppAnnotation: roomNS + "/" + appName,
+				apps.TokensHashAnnotation:    apps.TokensHash([]string{token}),
+			},
 		},
 		Data: map[string][]byte{apps.TokensKey: []byte(token)},
 	})
@@ -392,7 +402,8 @@ func newGenerator(url string, maxInflight int) *generator {
 // send posts one callback and returns the status and the time to the answer.
 func (g *generator) send(command, body string) (int, time.Duration) {
 	rt := strconv.FormatInt(time.Now().Unix(), 10)
-	url := g.url + "?SdkAppid=" + sdkAppID + "&CallbackCommand=" + command + "&contenttype=json&Sign=" + webhookserver.Sign(token, rt) + "&RequestTime=" + rt
+	url := fmt.Sprintf("%s?SdkAppid=%d&CallbackCommand=%s&contenttype=json&Sign=%s&RequestTime=%s",
+		g.url, sdkAppID, command, webhookserver.Sign(token, rt), rt)
 	start := time.Now()
 	resp, err := g.http.Post(url, "application/json", strings.NewReader(body))
 	if err != nil {
