@@ -143,7 +143,7 @@ build: manifests generate fmt vet ## Build bin/manager.
 NODE ?= kwok
 
 .PHONY: demo
-demo: build cluster-bins $(if $(filter real,$(NODE)),node-bins image test-images) ## Local cluster + operator + a room's life from create to destroy callback; exits when done (NODE=real: real Pods).
+demo: build cluster-bins $(if $(filter real,$(NODE)),node-bins image test-images) ## Local cluster + operator + fake Tencent API: two apps (one managed by the operator), rooms from create to destroy callback; exits when done (NODE=real: real Pods).
 	go run ./hack/demo -root=$(CURDIR) -node=$(NODE) $(DEMO_FLAGS)
 
 .PHONY: run

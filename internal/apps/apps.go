@@ -30,8 +30,10 @@ type Refusal struct {
 
 // Serving sorts LiveApps into those that serve their SDKAppID and namespace and those
 // that do not: an SDKAppID, and a namespace, belong to the oldest LiveApp that claims it
-// (creation time, then namespace and name), so adding a second claimant never takes an
-// app away from the first. Apps being deleted still serve until they are gone.
+// (creation time, which has a resolution of one second, then namespace and name), so a
+// claimant created in a later second never takes an app away from the first; claimants
+// created in the same second are ordered by name, the same way in every process. Apps
+// being deleted still serve until they are gone.
 func Serving(list []livev1.LiveApp) (serving map[types.NamespacedName]*livev1.LiveApp, refused map[types.NamespacedName]Refusal) {
 	ordered := make([]*livev1.LiveApp, len(list))
 	for i := range list {
