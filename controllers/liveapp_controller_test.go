@@ -709,6 +709,8 @@ func TestDeclaredRoomMetadataPushedChangedDeleted(t *testing.T) {
 	g.Eventually(syncedReason(room), wait).Should(Equal("True/Updated"))
 }
 
+func duration(d time.Duration) *metav1.Duration { return &metav1.Duration{Duration: d} }
+
 func TestLiveAppValidation(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
@@ -717,11 +719,23 @@ func TestLiveAppValidation(t *testing.T) {
 		edit    func(*livev1.LiveApp)
 		invalid string
 	}{
-		"callback-only":           {edit: func(a *livev1.LiveApp) { a.Spec.API = livev1.LiveAppAPI{}; a.Spec.Callback = livev1.LiveAppCallback{} }},
-		"managed":                 {},
-		"managed-without-url":     {edit: func(a *livev1.LiveApp) { a.Spec.Callback.URL = "" }, invalid: "callback.manage needs callback.url"},
-		"managed-without-key":     {edit: func(a *livev1.LiveApp) { a.Spec.API.SecretKeyRef = nil }, invalid: "callback.manage needs api.secretKeyRef"},
-		"managed-with-own-tokens": {edit: func(a *livev1.LiveApp) { a.Spec.Callback.TokensSecretRef = &livev1.SecretKeyRef{Name: "t", Key: "k"} }, invalid: "tokensSecretRef is for tokens the operator does not manage"},
+		"callback-only":            {edit: func(a *livev1.LiveApp) { a.Spec.API = livev1.LiveAppAPI{}; a.Spec.Callback = livev1.LiveAppCallback{} }},
+		"managed":                  {},
+		"managed-without-url":      {edit: func(a *livev1.LiveApp) { a.Spec.Callback.URL = "" }, invalid: "callback.manage needs callback.url"},
+		"managed-without-key":      {edit: func(a *livev1.LiveApp) { a.Spec.API.SecretKeyRef = nil }, invalid: "callback.manage needs api.secretKeyRef"},
+		"managed-with-own-tokens":  {edit: func(a *livev1.LiveApp) { a.Spec.Callback.TokensSecretRef = &livev1.SecretKeyRef{Name: "t", Key: "k"} }, invalid: "tokensSecretRef is for tokens the operator does not manage"},
+		"negative-skew":            {edit: func(a *livev1.LiveApp) { a.Spec.Callback.MaxSkew = duration(-time.Second) }, invalid: "maxSkew must be more than 0s and at most 1h"},
+		"zero-skew":                {edit: func(a *livev1.LiveApp) { a.Spec.Callback.MaxSkew = duration(0) }, invalid: "maxSkew must be more than 0s"},
+		"day-long-skew":            {edit: func(a *livev1.LiveApp) { a.Spec.Callback.MaxSkew = duration(24 * time.Hour) }, invalid: "at most 1h"},
+		"hour-skew":                {edit: func(a *livev1.LiveApp) { a.Spec.Callback.MaxSkew = duration(time.Hour) }},
+		"rotation-every-second":    {edit: func(a *livev1.LiveApp) { a.Spec.Callback.TokenRotationPeriod = duration(time.Second) }, invalid: "tokenRotationPeriod is 0s (never) or at least 10s"},
+		"never-rotate":             {edit: func(a *livev1.LiveApp) { a.Spec.Callback.TokenRotationPeriod = duration(0) }},
+		"negative-ttl":             {edit: func(a *livev1.LiveApp) { a.Spec.Rooms.EndedRoomTTL = duration(-time.Hour) }, invalid: "endedRoomTTL must not be negative"},
+		"keep-ended-rooms":         {edit: func(a *livev1.LiveApp) { a.Spec.Rooms.EndedRoomTTL = duration(0) }},
+		"resync-every-millisecond": {edit: func(a *livev1.LiveApp) { a.Spec.Rooms.ResyncInterval = duration(time.Millisecond) }, invalid: "resyncInterval must be at least 1s"},
+		"zero-forward-timeout": {edit: func(a *livev1.LiveApp) {
+			a.Spec.Forward = &livev1.LiveAppForward{URL: "https://backend.example/cb", Timeout: duration(0)}
+		}, invalid: "forward.timeout must be more than 0s"},
 	} {
 		app := f.managedApp(name, tt.edit)
 		err := k8s.Create(ctx, app, client.DryRunAll)

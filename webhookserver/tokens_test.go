@@ -134,6 +134,12 @@ func TestMaxSkewOfAnApp(t *testing.T) {
 	g.Expect(aged(usual, 30*time.Second)).To(Equal(http.StatusOK), "60s by default")
 	g.Expect(aged(usual, 90*time.Second)).To(Equal(http.StatusUnauthorized))
 
+	// The CRD refuses a negative maxSkew; should one get through, it is the default, not
+	// a window that refuses every callback.
+	negative := newUnitServerFor(t, Options{}, unitApp{tokens: []string{firstToken}, maxSkew: -5 * time.Second}, newMemStore(), logr.Discard())
+	g.Expect(aged(negative, 30*time.Second)).To(Equal(http.StatusOK))
+	g.Expect(aged(negative, 90*time.Second)).To(Equal(http.StatusUnauthorized))
+
 	logs := &lineLog{}
 	long := newUnitServerFor(t, Options{}, unitApp{tokens: []string{firstToken}, maxSkew: 2 * time.Hour}, newMemStore(), logs.logger())
 	g.Expect(aged(long, 59*time.Minute)).To(Equal(http.StatusOK))

@@ -92,6 +92,7 @@ type LiveAppCallback struct {
 	ExtraCommands []string `json:"extraCommands,omitempty"`
 	// tokenRotationPeriod is how often a managed token is replaced; "0s" never.
 	// +kubebuilder:default="720h"
+	// +kubebuilder:validation:XValidation:rule="duration(self) == duration('0s') || duration(self) >= duration('10s')",message="tokenRotationPeriod is 0s (never) or at least 10s"
 	// +optional
 	TokenRotationPeriod *metav1.Duration `json:"tokenRotationPeriod,omitempty"`
 	// tokensSecretRef holds the callback tokens (one per line; during a rotation the old
@@ -102,8 +103,11 @@ type LiveAppCallback struct {
 	// knows the URL can then write rooms: for trials only.
 	// +optional
 	AllowUnsigned bool `json:"allowUnsigned,omitempty"`
-	// maxSkew is the accepted distance between a callback's RequestTime and now.
+	// maxSkew is the accepted distance between a callback's RequestTime and now, at most
+	// 1h (Tencent's own window is 1m; a longer one lets a captured signed URL be replayed
+	// for longer).
 	// +kubebuilder:default="60s"
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s') && duration(self) <= duration('1h')",message="maxSkew must be more than 0s and at most 1h"
 	// +optional
 	MaxSkew *metav1.Duration `json:"maxSkew,omitempty"`
 	// deletionPolicy says what deleting the LiveApp does to Tencent's callback
@@ -115,13 +119,17 @@ type LiveAppCallback struct {
 
 // LiveAppRooms says how the app's rooms are kept.
 type LiveAppRooms struct {
-	// endedRoomTTL is how long an ended room found by callback or resync is kept.
+	// endedRoomTTL is how long an ended room found by callback or resync is kept; "0s"
+	// keeps it until deleted by hand.
 	// +kubebuilder:default="24h"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s')",message="endedRoomTTL must not be negative"
 	// +optional
 	EndedRoomTTL *metav1.Duration `json:"endedRoomTTL,omitempty"`
 	// resyncInterval is how often the rooms are compared with Tencent's room list (needs
-	// api.secretKeyRef).
+	// api.secretKeyRef), from the start of one resync to the next; listing 10,000 rooms
+	// takes about a minute at Tencent's rate limit.
 	// +kubebuilder:default="5m"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s')",message="resyncInterval must be at least 1s"
 	// +optional
 	ResyncInterval *metav1.Duration `json:"resyncInterval,omitempty"`
 }
@@ -144,6 +152,7 @@ type LiveAppForward struct {
 	AuthorizationSecretRef *SecretKeyRef `json:"authorizationSecretRef,omitempty"`
 	// timeout bounds one delivery.
 	// +kubebuilder:default="1500ms"
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="forward.timeout must be more than 0s"
 	// +optional
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
 	// failPolicy answers a blocking callback the backend cannot answer in time: allow

@@ -48,7 +48,9 @@ type LiveAppCallbackApplyConfiguration struct {
 	// allowUnsigned accepts callbacks without a Sign while the app has no token. Anyone who
 	// knows the URL can then write rooms: for trials only.
 	AllowUnsigned *bool `json:"allowUnsigned,omitempty"`
-	// maxSkew is the accepted distance between a callback's RequestTime and now.
+	// maxSkew is the accepted distance between a callback's RequestTime and now, at most
+	// 1h (Tencent's own window is 1m; a longer one lets a captured signed URL be replayed
+	// for longer).
 	MaxSkew *v1.Duration `json:"maxSkew,omitempty"`
 	// deletionPolicy says what deleting the LiveApp does to Tencent's callback
 	// configuration (managed apps only).
