@@ -23,6 +23,7 @@ import (
 
 	livev1 "github.com/liveroom-io/liveroom-operator/api/v1alpha1"
 	"github.com/liveroom-io/liveroom-operator/internal/apps"
+	"github.com/liveroom-io/liveroom-operator/internal/caches"
 	"github.com/liveroom-io/liveroom-operator/internal/tencent"
 	"github.com/liveroom-io/liveroom-operator/internal/testenv"
 )
@@ -188,6 +189,7 @@ func TestDeclaredRoomWithTencentUnreachable(t *testing.T) {
 		SecretKey: func() (string, error) { return key, nil }})
 	g.Expect(err).NotTo(HaveOccurred())
 	mgr, err := ctrl.NewManager(cfg, manager.Options{Scheme: testScheme, Metrics: metricsserver.Options{BindAddress: "0"},
+		Cache:      caches.Controller(),                               // as in production
 		Controller: config.Controller{SkipNameValidation: new(true)}}) // the suite has a "liveroom" controller too
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect((&LiveRoomReconciler{Client: mgr.GetClient(), Scheme: testScheme, Recorder: mgr.GetEventRecorder(FieldOwner),

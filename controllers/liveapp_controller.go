@@ -13,7 +13,6 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -215,10 +214,8 @@ func (r *LiveAppReconciler) serve(ctx context.Context, app *livev1.LiveApp) (ctr
 		r.manageCallback(ctx, appRound{app: app, st: st, rep: rep, now: now}, tc, callbackTokens{secret: ts, accepted: accepted, projected: projected})
 	} else {
 		st.Callback = nil
-		meta.SetStatusCondition(&st.Conditions, metav1.Condition{
-			Type: livev1.ConditionCallbackConfigured, Status: metav1.ConditionUnknown, ObservedGeneration: app.Generation,
-			Reason: reasonNotManaged, Message: "callback.manage is off: Tencent's callback URL, commands and token are configured outside the operator",
-		})
+		conditions.For(&st.Conditions, app.Generation).MarkUnknown(livev1.ConditionCallbackConfigured, reasonNotManaged,
+			"callback.manage is off: Tencent's callback URL, commands and token are configured outside the operator")
 	}
 	r.markQuota(app, st, rep, now)
 	r.summarize(app, st, rep)

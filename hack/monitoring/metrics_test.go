@@ -64,12 +64,38 @@ var builders = map[string]func(reg prometheus.Registerer) error{
 var (
 	registeredOnce sync.Once
 	registered     map[string]bool
-	registerErr    error
+	// registeredLabels are each registered metric's label names, sorted.
+	registeredLabels map[string][]string
+	registerErr      error
 )
 
 // fqNamePattern reads a metric's name from prometheus.Desc.String(), the only place a
-// Desc shows it.
-var fqNamePattern = regexp.MustCompile(`^Desc\{fqName: "([^"]+)"`)
+// Desc shows it; labelsPattern its constant labels (name="value",...) and variable labels.
+var (
+	fqNamePattern = regexp.MustCompile(`^Desc\{fqName: "([^"]+)"`)
+	labelsPattern = regexp.MustCompile(`constLabels: \{(.*)\}, variableLabels: \{(.*)\}\}$`)
+)
+
+// descLabels are the label names of a Desc: constant and variable, sorted.
+func descLabels(desc string) []string {
+	m := labelsPattern.FindStringSubmatch(desc)
+	if m == nil {
+		return nil
+	}
+	var names []string
+	for pair := range strings.SplitSeq(m[1], ",") {
+		if name, _, ok := strings.Cut(pair, "="); ok {
+			names = append(names, name)
+		}
+	}
+	for name := range strings.SplitSeq(m[2], ",") {
+		if name != "" {
+			names = append(names, strings.TrimSuffix(strings.TrimPrefix(name, "c("), ")"))
+		}
+	}
+	slices.Sort(names)
+	return names
+}
 
 // registeredMetrics is the name of every metric the manager registers, from the Describe
 // output of controller-runtime's registry once everything main.go registers is on it.
@@ -88,7 +114,7 @@ func registeredMetrics(t *testing.T) map[string]bool {
 			crmetrics.Registry.(prometheus.Collector).Describe(ch)
 			close(ch)
 		}()
-		registered = map[string]bool{}
+		registered, registeredLabels = map[string]bool{}, map[string][]string{}
 		for d := range ch {
 			m := fqNamePattern.FindStringSubmatch(d.String())
 			if m == nil {
@@ -96,6 +122,7 @@ func registeredMetrics(t *testing.T) map[string]bool {
 				continue
 			}
 			registered[m[1]] = true
+			registeredLabels[m[1]] = descLabels(d.String())
 		}
 	})
 	if registerErr != nil {

@@ -15,6 +15,17 @@ var codeSpan = regexp.MustCompile("`([^`]+)`")
 // readmeTable returns the first cells of the table in the README section headed heading.
 func readmeTable(t *testing.T, heading string) []string {
 	t.Helper()
+	var firsts []string
+	for _, row := range readmeRows(t, heading) {
+		firsts = append(firsts, row[0])
+	}
+	return firsts
+}
+
+// readmeRows returns the cells of the rows of the table in the README section headed
+// heading, the header row left out.
+func readmeRows(t *testing.T, heading string) [][]string {
+	t.Helper()
 	readme := string(readFile(t, readmePath))
 	_, section, found := strings.Cut(readme, "\n## "+heading+"\n")
 	if !found {
@@ -23,17 +34,16 @@ func readmeTable(t *testing.T, heading string) []string {
 	if next := strings.Index(section, "\n## "); next >= 0 {
 		section = section[:next]
 	}
-	var cells []string
+	var rows [][]string
 	for line := range strings.SplitSeq(section, "\n") {
-		if !strings.HasPrefix(line, "| ") {
-			continue
+		if strings.HasPrefix(line, "| ") { // not the |---| separator
+			rows = append(rows, strings.Split(strings.Trim(line, "|"), "|"))
 		}
-		cells = append(cells, strings.Split(line, "|")[1])
 	}
-	if len(cells) < 2 {
+	if len(rows) < 2 {
 		t.Fatalf("%s: section %q has no table", readmePath, heading)
 	}
-	return cells[1:] // the header row
+	return rows[1:] // the header row
 }
 
 // TestREADMEListsEveryMetric: the README's metrics table names exactly the liveroom_
@@ -57,6 +67,31 @@ func TestREADMEListsEveryMetric(t *testing.T) {
 	for name := range registered {
 		if strings.HasPrefix(name, "liveroom_") && !listed[name] {
 			t.Errorf("%s does not list %s", readmePath, name)
+		}
+	}
+}
+
+// TestREADMESaysEachMetricsLabels: the labels column of the README's metrics table names
+// exactly the labels each liveroom_ metric of the row carries.
+func TestREADMESaysEachMetricsLabels(t *testing.T) {
+	registeredMetrics(t)
+	for _, row := range readmeRows(t, "Metrics") {
+		if len(row) < 2 {
+			t.Fatalf("%s: metrics row %q has no labels column", readmePath, row)
+		}
+		var listed []string
+		for _, m := range codeSpan.FindAllStringSubmatch(row[1], -1) {
+			listed = append(listed, m[1])
+		}
+		slices.Sort(listed)
+		for _, m := range codeSpan.FindAllStringSubmatch(row[0], -1) {
+			name := m[1]
+			if !strings.HasPrefix(name, "liveroom_") {
+				continue
+			}
+			if got := registeredLabels[name]; !slices.Equal(got, listed) {
+				t.Errorf("%s says %s has labels %v; it has %v", readmePath, name, listed, got)
+			}
 		}
 	}
 }

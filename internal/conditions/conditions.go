@@ -36,6 +36,12 @@ func (s Set) Mark(typ string, status bool, reason, message string) {
 	meta.SetStatusCondition(s.list, metav1.Condition{Type: typ, Status: cs, ObservedGeneration: s.generation, Reason: reason, Message: message})
 }
 
+// MarkUnknown sets condition typ to Unknown: the operator does not, or cannot, observe
+// what it reports. Not for the summary conditions, which are always known.
+func (s Set) MarkUnknown(typ, reason, message string) {
+	meta.SetStatusCondition(s.list, metav1.Condition{Type: typ, Status: metav1.ConditionUnknown, ObservedGeneration: s.generation, Reason: reason, Message: message})
+}
+
 // MarkReady says the object is as its spec asks.
 func (s Set) MarkReady(reason, message string) {
 	s.Mark(Ready, true, reason, message)
