@@ -33,13 +33,17 @@ func (s Set) Mark(typ string, status bool, reason, message string) {
 	if status {
 		cs = metav1.ConditionTrue
 	}
-	meta.SetStatusCondition(s.list, metav1.Condition{Type: typ, Status: cs, ObservedGeneration: s.generation, Reason: reason, Message: message})
+	s.set(typ, cs, reason, message)
+}
+
+func (s Set) set(typ string, status metav1.ConditionStatus, reason, message string) {
+	meta.SetStatusCondition(s.list, metav1.Condition{Type: typ, Status: status, ObservedGeneration: s.generation, Reason: reason, Message: message})
 }
 
 // MarkUnknown sets condition typ to Unknown: the operator does not, or cannot, observe
 // what it reports. Not for the summary conditions, which are always known.
 func (s Set) MarkUnknown(typ, reason, message string) {
-	meta.SetStatusCondition(s.list, metav1.Condition{Type: typ, Status: metav1.ConditionUnknown, ObservedGeneration: s.generation, Reason: reason, Message: message})
+	s.set(typ, metav1.ConditionUnknown, reason, message)
 }
 
 // MarkReady says the object is as its spec asks.
