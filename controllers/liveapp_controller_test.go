@@ -728,7 +728,7 @@ func TestLiveAppValidation(t *testing.T) {
 		"zero-skew":                {edit: func(a *livev1.LiveApp) { a.Spec.Callback.MaxSkew = duration(0) }, invalid: "maxSkew must be more than 0s"},
 		"day-long-skew":            {edit: func(a *livev1.LiveApp) { a.Spec.Callback.MaxSkew = duration(24 * time.Hour) }, invalid: "at most 1h"},
 		"hour-skew":                {edit: func(a *livev1.LiveApp) { a.Spec.Callback.MaxSkew = duration(time.Hour) }},
-		"rotation-every-second":    {edit: func(a *livev1.LiveApp) { a.Spec.Callback.TokenRotationPeriod = duration(time.Second) }, invalid: "tokenRotationPeriod is 0s (never) or at least 10s"},
+		"negative-rotation":        {edit: func(a *livev1.LiveApp) { a.Spec.Callback.TokenRotationPeriod = duration(-time.Hour) }, invalid: "tokenRotationPeriod must not be negative"},
 		"never-rotate":             {edit: func(a *livev1.LiveApp) { a.Spec.Callback.TokenRotationPeriod = duration(0) }},
 		"negative-ttl":             {edit: func(a *livev1.LiveApp) { a.Spec.Rooms.EndedRoomTTL = duration(-time.Hour) }, invalid: "endedRoomTTL must not be negative"},
 		"keep-ended-rooms":         {edit: func(a *livev1.LiveApp) { a.Spec.Rooms.EndedRoomTTL = duration(0) }},

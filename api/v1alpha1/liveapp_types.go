@@ -92,7 +92,7 @@ type LiveAppCallback struct {
 	ExtraCommands []string `json:"extraCommands,omitempty"`
 	// tokenRotationPeriod is how often a managed token is replaced; "0s" never.
 	// +kubebuilder:default="720h"
-	// +kubebuilder:validation:XValidation:rule="duration(self) == duration('0s') || duration(self) >= duration('10s')",message="tokenRotationPeriod is 0s (never) or at least 10s"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s')",message="tokenRotationPeriod must not be negative (0s: never)"
 	// +optional
 	TokenRotationPeriod *metav1.Duration `json:"tokenRotationPeriod,omitempty"`
 	// tokensSecretRef holds the callback tokens (one per line; during a rotation the old
