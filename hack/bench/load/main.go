@@ -82,9 +82,10 @@ func parseFlags() (*flags, error) {
 	extra := flag.String("manager-args", "", "extra flags for bin/manager, space-separated (defaults otherwise)")
 	flag.StringVar(&f.manager, "manager", "bin/manager", "the manager binary")
 	flag.IntVar(&f.rooms, "rooms", 1500, "live rooms whose audiences churn")
-	flag.DurationVar(&f.duration, "duration", 20*time.Second, "length of each storm")
+	// 60 s at a create every 250 ms is 240 creates: their p99 is not just the slowest one.
+	flag.DurationVar(&f.duration, "duration", 60*time.Second, "length of each storm")
 	flag.DurationVar(&f.createEvery, "create-every", 250*time.Millisecond, "a new room is created this often, idle and during the storms")
-	flag.DurationVar(&f.idle, "idle", 10*time.Second, "length of the idle phase (creates only)")
+	flag.DurationVar(&f.idle, "idle", 30*time.Second, "length of the idle phase (creates only)")
 	flag.DurationVar(&f.drainLimit, "drain-limit", 5*time.Minute, "give up waiting for the count lane to drain after this long")
 	flag.IntVar(&f.maxInflight, "max-inflight", 8192, "requests in flight before the generator itself counts as saturated")
 	flag.StringVar(&f.profile, "cpuprofile", "", "write a CPU profile of the manager, taken during one storm, to this file")
@@ -173,7 +174,7 @@ func run(ctx context.Context, f *flags) error {
 		writes1 := m.metrics()
 		r.writes = perSecond(writes0, writes1, r.wall)
 		r.drain, r.drained = m.waitDrained(ctx, f.drainLimit)
-		r.wrongCounts, r.countedRooms, err = g.checkCounts(ctx, k8s)
+		r.wrongCounts, r.uncertainCounts, r.countedRooms, err = g.checkCounts(ctx, k8s)
 		if err != nil {
 			return err
 		}
@@ -386,7 +387,13 @@ type generator struct {
 	rooms  []string         // the churning rooms
 	online map[string]int64 // per room, the model's members online (what is sent)
 	acked  map[string]int64 // per room, the net of the member callbacks answered OK
+	// lost are, per room, the enters and the leaves of member callbacks whose answer never
+	// came (a timeout, a reset connection): the server may or may not have counted them.
+	lost map[string]*lostChanges
 }
+
+// lostChanges are the unanswered enters and leaves of one room.
+type lostChanges struct{ enters, leaves int64 }
 
 func newGenerator(url string, maxInflight int) *generator {
 	tr := &http.Transport{
@@ -396,7 +403,8 @@ func newGenerator(url string, maxInflight int) *generator {
 		IdleConnTimeout:     10 * time.Second,
 	}
 	return &generator{url: url, http: &http.Client{Transport: tr, Timeout: 10 * time.Second},
-		inflight: make(chan struct{}, maxInflight), online: map[string]int64{}, acked: map[string]int64{}}
+		inflight: make(chan struct{}, maxInflight), online: map[string]int64{}, acked: map[string]int64{},
+		lost: map[string]*lostChanges{}}
 }
 
 // send posts one callback and returns the status and the time to the answer.
@@ -479,6 +487,7 @@ type phaseResult struct {
 	drain                     time.Duration
 	drained                   bool
 	wrongCounts, countedRooms int
+	uncertainCounts           int // rooms that differ only by changes whose answer was lost
 }
 
 // phase sends member callbacks at rate (0: none) for d, open loop, and a create every
@@ -556,10 +565,14 @@ func (g *generator) phase(ctx context.Context, rate int, d, createEvery time.Dur
 				}
 				mu.Unlock()
 				g.mu.Lock()
-				if status == http.StatusOK {
+				switch status {
+				case http.StatusOK:
 					g.acked[room] += delta
-				} else {
-					g.online[room] -= delta // not acknowledged: the member's change is not the operator's to know
+				case 0:
+					g.online[room] -= delta // the model goes on without it; the server may have it
+					g.lostChange(room, delta)
+				default:
+					g.online[room] -= delta // refused: the member's change is not the operator's to know
 				}
 				g.mu.Unlock()
 			})
@@ -570,12 +583,27 @@ func (g *generator) phase(ctx context.Context, rate int, d, createEvery time.Dur
 	return r
 }
 
+// lostChange records a member change whose answer never came; the caller holds g.mu.
+func (g *generator) lostChange(room string, delta int64) {
+	l := g.lost[room]
+	if l == nil {
+		l = &lostChanges{}
+		g.lost[room] = l
+	}
+	if delta > 0 {
+		l.enters += delta
+	} else {
+		l.leaves -= delta
+	}
+}
+
 // checkCounts compares each churning room's stored online count with the net of the
-// member callbacks answered OK.
-func (g *generator) checkCounts(ctx context.Context, c client.Client) (wrong, rooms int, err error) {
+// member callbacks answered OK. A room with unanswered changes may hold any of them: it is
+// wrong only outside what they allow, and counted in uncertain when it differs within.
+func (g *generator) checkCounts(ctx context.Context, c client.Client) (wrong, uncertain, rooms int, err error) {
 	var list livev1.LiveRoomList
 	if err := c.List(ctx, &list, client.InNamespace(roomNS)); err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	stored := map[string]int64{}
 	for i := range list.Items {
@@ -584,11 +612,17 @@ func (g *generator) checkCounts(ctx context.Context, c client.Client) (wrong, ro
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for _, id := range g.rooms {
-		if stored[id] != g.acked[id] {
-			wrong++
+		got, want := stored[id], g.acked[id]
+		if got == want {
+			continue
 		}
+		if l := g.lost[id]; l != nil && got >= want-l.leaves && got <= want+l.enters {
+			uncertain++
+			continue
+		}
+		wrong++
 	}
-	return wrong, len(g.rooms), nil
+	return wrong, uncertain, len(g.rooms), nil
 }
 
 // storedCreates counts the rooms answered OK that are stored and live.
@@ -643,6 +677,9 @@ func report(results []*phaseResult, stored map[string]bool) {
 				drained = "not drained after " + drained
 			}
 			wrong = fmt.Sprintf("%d of %d rooms", r.wrongCounts, r.countedRooms)
+			if r.uncertainCounts > 0 {
+				wrong += fmt.Sprintf(" (%d more differ only by changes whose answer was lost)", r.uncertainCounts)
+			}
 		}
 		fmt.Printf("| %s | %s | %s / %s | %.2f× | %s | %s | %.1f / %.1f | %s | %s |\n",
 			label, storedPct(r, stored), ms(percentile(r.createLat, 0.5)), ms(percentile(r.createLat, 0.99)),
