@@ -461,18 +461,23 @@ func declareCallbackApp(t *testing.T, a app) {
 // NAME-callback-tokens of its namespace.
 func applyCallbackApp(t *testing.T, a app) {
 	t.Helper()
+	applyLiveApp(t, a, fmt.Sprintf(`
+callback:
+  tokensSecretRef: {name: %s-callback-tokens, key: tokens}`, a.name))
+}
+
+// applyLiveApp applies a's LiveApp: its name, namespace and SDKAppID, then spec, the rest
+// of its spec as YAML.
+func applyLiveApp(t *testing.T, a app, spec string) {
+	t.Helper()
 	kubectlApply(t, fmt.Sprintf(`apiVersion: live.liveroom.io/v1alpha1
 kind: LiveApp
 metadata:
   name: %s
   namespace: %s
 spec:
-  sdkAppId: %d
-  callback:
-    tokensSecretRef:
-      name: %s-callback-tokens
-      key: tokens
-`, a.name, a.namespace, a.sdkAppID, a.name))
+  sdkAppId: %d%s
+`, a.name, a.namespace, a.sdkAppID, strings.ReplaceAll(spec, "\n", "\n  ")))
 }
 
 // appCondition is "status/reason" of one condition of a's LiveApp.

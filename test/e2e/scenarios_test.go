@@ -219,16 +219,9 @@ func TestUnauthenticatedCallbacksAreRefusedAndCounted(t *testing.T) {
 
 	// A trial app allows unsigned callbacks while it has no token.
 	createNamespace(t, trial.namespace)
-	kubectlApply(t, fmt.Sprintf(`apiVersion: live.liveroom.io/v1alpha1
-kind: LiveApp
-metadata:
-  name: %s
-  namespace: %s
-spec:
-  sdkAppId: %d
-  callback:
-    allowUnsigned: true
-`, trial.name, trial.namespace, trial.sdkAppID))
+	applyLiveApp(t, trial, `
+callback:
+  allowUnsigned: true`)
 	g.Eventually(func() (int, error) {
 		status, _, err := post(m, trial.sdkAppID, "", "Live.CallbackAfterCreateRoom", createBody("trial-room", "tester", "Voice"))
 		return status, err

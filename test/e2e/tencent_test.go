@@ -39,21 +39,14 @@ func TestResyncAndDeclaredRoomsReachTencent(t *testing.T) {
 	fake.AddRoom(tencent.RoomInfo{RoomID: "lost-callback-1", RoomType: "Live", OwnerAccount: "user5", RoomName: new("Never called back"), CreateTime: now})
 	fake.AddRoom(tencent.RoomInfo{RoomID: "Lost_Callback.2", RoomType: "Live", OwnerAccount: "user6", CreateTime: now})
 	createSecret(t, a.namespace, a.name+"-callback-tokens", "tokens", a.token)
-	kubectlApply(t, fmt.Sprintf(`apiVersion: live.liveroom.io/v1alpha1
-kind: LiveApp
-metadata:
-  name: %s
-  namespace: %s
-spec:
-  sdkAppId: %d
-  api:
-    host: %s
-    secretKeyRef: {name: %s-tencent, key: secretKey}
-  callback:
-    tokensSecretRef: {name: %s-callback-tokens, key: tokens}
-  rooms:
-    resyncInterval: 2s
-`, a.name, a.namespace, a.sdkAppID, fake.URL(), a.name, a.name))
+	applyLiveApp(t, a, fmt.Sprintf(`
+api:
+  host: %s
+  secretKeyRef: {name: %s-tencent, key: secretKey}
+callback:
+  tokensSecretRef: {name: %s-callback-tokens, key: tokens}
+rooms:
+  resyncInterval: 2s`, fake.URL(), a.name, a.name))
 
 	startController(t)
 	g.Eventually(func() string {
@@ -104,24 +97,17 @@ func TestManagedAppConfiguresTencentAndRotatesItsToken(t *testing.T) {
 	url := "http://" + callbacks[0].callback + "/callback"
 	const extra = "Live.CallbackAfterCreateBattle"
 	// The old token stays accepted for maxSkew plus the controller's margin (10s).
-	kubectlApply(t, fmt.Sprintf(`apiVersion: live.liveroom.io/v1alpha1
-kind: LiveApp
-metadata:
-  name: %s
-  namespace: %s
-spec:
-  sdkAppId: %d
-  api:
-    host: %s
-    secretKeyRef: {name: %s-tencent, key: secretKey}
-  callback:
-    url: %s
-    manage: true
-    extraCommands: [%s]
-    tokenRotationPeriod: 12s
-    maxSkew: 3s
-    deletionPolicy: Remove
-`, a.name, a.namespace, a.sdkAppID, fake.URL(), a.name, url, extra))
+	applyLiveApp(t, a, fmt.Sprintf(`
+api:
+  host: %s
+  secretKeyRef: {name: %s-tencent, key: secretKey}
+callback:
+  url: %s
+  manage: true
+  extraCommands: [%s]
+  tokenRotationPeriod: 12s
+  maxSkew: 3s
+  deletionPolicy: Remove`, fake.URL(), a.name, url, extra))
 
 	g.Eventually(func() map[string]string {
 		_, rows := table(kubectl(t, "get", "liveapps", "-n", a.namespace))
