@@ -508,23 +508,18 @@ var appChanged = predicate.Funcs{
 // claimants are the other apps claiming o's SDKAppID or namespace.
 func (r *LiveAppReconciler) claimants(ctx context.Context, o client.Object) []reconcile.Request {
 	changed := o.(*livev1.LiveApp)
-	var all livev1.LiveAppList
-	if err := r.List(ctx, &all); err != nil {
-		logf.FromContext(ctx).Error(err, "Listing LiveApps")
-		return nil
-	}
-	var reqs []reconcile.Request
-	for i := range all.Items {
-		a := &all.Items[i]
-		if a.UID != changed.UID && (a.Spec.SDKAppID == changed.Spec.SDKAppID || a.Namespace == changed.Namespace) {
-			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(a)})
-		}
-	}
-	return reqs
+	return r.appsWhere(ctx, func(a *livev1.LiveApp) bool {
+		return a.UID != changed.UID && (a.Spec.SDKAppID == changed.Spec.SDKAppID || a.Namespace == changed.Namespace)
+	})
 }
 
 // managedApps are the apps whose token switch may wait for the replicas.
 func (r *LiveAppReconciler) managedApps(ctx context.Context, _ client.Object) []reconcile.Request {
+	return r.appsWhere(ctx, func(a *livev1.LiveApp) bool { return a.Spec.Callback.Manage })
+}
+
+// appsWhere are requests for the cached LiveApps that match.
+func (r *LiveAppReconciler) appsWhere(ctx context.Context, match func(*livev1.LiveApp) bool) []reconcile.Request {
 	var all livev1.LiveAppList
 	if err := r.List(ctx, &all); err != nil {
 		logf.FromContext(ctx).Error(err, "Listing LiveApps")
@@ -532,7 +527,7 @@ func (r *LiveAppReconciler) managedApps(ctx context.Context, _ client.Object) []
 	}
 	var reqs []reconcile.Request
 	for i := range all.Items {
-		if all.Items[i].Spec.Callback.Manage {
+		if match(&all.Items[i]) {
 			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&all.Items[i])})
 		}
 	}

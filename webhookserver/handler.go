@@ -127,9 +127,9 @@ func (s *Server) admit(d *delivery) (*tencent.Callback, []byte, bool) {
 		return nil, nil, false
 	}
 	maxBody := bodyLimit(d.queryCommand)
-	tooLarge := fmt.Errorf("body exceeds %d KiB", maxBody>>10)
+	tooLarge := func() error { return fmt.Errorf("body exceeds %d KiB", maxBody>>10) }
 	if d.r.ContentLength > maxBody {
-		s.reject(d, http.StatusRequestEntityTooLarge, reasonTooLarge, tooLarge)
+		s.reject(d, http.StatusRequestEntityTooLarge, reasonTooLarge, tooLarge())
 		return nil, nil, false
 	}
 	if d.app == nil {
@@ -139,12 +139,12 @@ func (s *Server) admit(d *delivery) (*tencent.Callback, []byte, bool) {
 	if !s.authenticate(d) {
 		return nil, nil, false
 	}
-	markReceived(d.app.label, d.start)
+	s.metrics.LastReceived.WithLabelValues(d.app.label).Set(float64(d.start.UnixNano()) / 1e9)
 	body, err := io.ReadAll(http.MaxBytesReader(d.rw, d.r.Body, maxBody))
 	if err != nil {
 		var maxBytes *http.MaxBytesError
 		if errors.As(err, &maxBytes) {
-			s.reject(d, http.StatusRequestEntityTooLarge, reasonTooLarge, tooLarge)
+			s.reject(d, http.StatusRequestEntityTooLarge, reasonTooLarge, tooLarge())
 		} else {
 			s.reject(d, http.StatusBadRequest, reasonReadError, err)
 		}

@@ -27,6 +27,12 @@ type Metrics struct {
 	QuotaWarnings *prometheus.CounterVec
 	// LifecycleWait is the time room lifecycle callbacks wait for a write slot.
 	LifecycleWait prometheus.Histogram
+	// LastReceived is when each app's last authenticated callback arrived. Tencent calls
+	// after every room event, so a time that stops moving while the app's rooms are live
+	// says that Tencent no longer reaches the operator (callback URL changed, Ingress or
+	// DNS broken, token mismatch), which no counter shows: a counter that does not move
+	// has no rate.
+	LastReceived *prometheus.GaugeVec
 
 	// reg receives each app's fan-out metrics, labelled with the app.
 	reg prometheus.Registerer
@@ -77,11 +83,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Time room lifecycle callbacks (create, destroy, update, owner, admins, seats, metadata) waited for a write slot.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 1.5},
 		}),
+		LastReceived: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "liveroom_callback_last_received_timestamp_seconds",
+			Help: "Unix time of the app's last callback that passed the SdkAppid and Sign checks.",
+		}, []string{"app"}),
 		reg: reg,
 	}
 	if reg != nil {
 		reg.MustRegister(m.Requests, m.Duration, m.Rejections, m.Inflight, m.Events, m.Duplicates, m.Tokens,
-			m.TokenReloadErrors, m.QuotaWarnings, m.LifecycleWait)
+			m.TokenReloadErrors, m.QuotaWarnings, m.LifecycleWait, m.LastReceived)
 	}
 	return m
 }
@@ -92,7 +102,7 @@ func (m *Metrics) forget(app string) {
 	labels := prometheus.Labels{"app": app}
 	for _, v := range []interface {
 		DeletePartialMatch(prometheus.Labels) int
-	}{m.Requests, m.Rejections, m.Events, m.Duplicates, m.Tokens, m.TokenReloadErrors, m.QuotaWarnings, lastReceived} {
+	}{m.Requests, m.Rejections, m.Events, m.Duplicates, m.Tokens, m.TokenReloadErrors, m.QuotaWarnings, m.LastReceived} {
 		v.DeletePartialMatch(labels)
 	}
 }

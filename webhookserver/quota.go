@@ -39,14 +39,15 @@ func (c clientQuota) setRoomQuota(ctx context.Context, app types.NamespacedName,
 }
 
 // recordQuota stores Tencent's warning that the app nears its room quota in the LiveApp's
-// status.roomQuota, unless a newer one is there, and records a Warning Event on it.
+// status.roomQuota, unless one as new is there, and records a Warning Event on it.
 func (s *Server) recordQuota(ctx context.Context, app *servedApp, cb *tencent.Callback, now time.Time) (roomstate.Outcome, error) {
 	if s.quota == nil {
 		return "", fmt.Errorf("%w: this server cannot write LiveApps", roomstore.ErrUnstorable)
 	}
 	// reportedAt is stored to the second.
 	at := metav1.NewTime(time.UnixMilli(roomstate.EventMillis(cb, now)).Truncate(time.Second))
-	if last := app.obj.Status.RoomQuota; last != nil && last.ReportedAt.After(at.Time) {
+	if last := app.obj.Status.RoomQuota; last != nil && !last.ReportedAt.Before(&at) {
+		// A newer warning, or this one delivered again: nothing to write.
 		s.metrics.QuotaWarnings.WithLabelValues(app.label).Inc()
 		return roomstate.Unchanged, nil
 	}

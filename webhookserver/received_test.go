@@ -17,8 +17,8 @@ import (
 // requests cannot hide that Tencent stopped calling.
 func TestAuthenticatedCallbackMarksReceived(t *testing.T) {
 	g := NewWithT(t)
-	lastReceived.Reset()
 	s := newUnitServer(t, Options{}, newMemStore(), logr.Discard())
+	lastReceived := s.metrics.LastReceived
 	body := []byte(createBody("received", "u", time.Now().Unix()))
 
 	forged := signedQuery(tencent.CommandCreateRoom, "not-the-token", nowRequestTime()).Encode()
